@@ -1,0 +1,116 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// The shipped handler plugins written in C: each is its own `.so`, built by the
+/// normal `swift build`, and named `libswyplugin-NAME.so` so the host can find
+/// the shipped set next to its own executable.
+let cPlugins = ["echo", "sha256", "sleep", "fail", "crash"]
+
+let strictC: [CSetting] = [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+
+var package = Package(
+    name: "Switchyard",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "switchyard", targets: ["SwitchyardCLI"]),
+        .library(name: "SwitchyardCore", targets: ["SwitchyardCore"]),
+        .library(name: "SwitchyardHost", targets: ["SwitchyardHost"]),
+        .library(name: "SwitchyardClient", targets: ["SwitchyardClient"]),
+        .library(name: "SwitchyardPluginSDK", targets: ["SwitchyardPluginSDK"]),
+        .library(name: "swyplugin-wordcount", type: .dynamic, targets: ["PluginWordcount"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // The C ABI: one header in sdk/include, shared by the host and every plugin.
+        .target(name: "SwitchyardABI", path: "sdk", sources: ["src"], publicHeadersPath: "include", cSettings: strictC),
+        // System calls Swift cannot make directly (posix_spawn with closefrom).
+        .target(name: "CSwitchyardSystem", path: "Sources/CSwitchyardSystem", cSettings: strictC),
+        // Wire codec, task model, scheduling state machines: no sockets, no processes.
+        .target(name: "SwitchyardCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // The embeddable host runtime: server, worker pool, plugin loading.
+        .target(
+            name: "SwitchyardHost",
+            dependencies: [
+                "SwitchyardCore", "SwitchyardABI", "CSwitchyardSystem",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The client library: depends on the codec, never on the host.
+        .target(
+            name: "SwitchyardClient",
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Write handler plugins in Swift without touching raw pointers.
+        .target(name: "SwitchyardPluginSDK", dependencies: ["SwitchyardABI"]),
+        .executableTarget(
+            name: "SwitchyardCLI",
+            dependencies: [
+                "SwitchyardHost", "SwitchyardClient", "SwitchyardCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/switchyard"
+        ),
+        // The shipped Swift plugin.
+        .target(name: "PluginWordcount", dependencies: ["SwitchyardPluginSDK"], path: "Plugins/wordcount"),
+        // Embedding example: builds in CI so it cannot rot.
+        .executableTarget(
+            name: "EmbedExample",
+            dependencies: [
+                "SwitchyardHost", "SwitchyardClient",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "examples/embed"
+        ),
+        .testTarget(
+            name: "SwitchyardCoreTests",
+            dependencies: [
+                "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "SwitchyardIntegrationTests",
+            dependencies: [
+                "SwitchyardClient", "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
+
+for name in cPlugins {
+    let target = "Plugin_\(name)"
+    package.targets.append(
+        .target(
+            name: target, dependencies: ["SwitchyardABI"], path: "Plugins/\(name)",
+            publicHeadersPath: "include",
+            cSettings: strictC,
+            linkerSettings: name == "sha256" ? [.linkedLibrary("crypto")] : []
+        )
+    )
+    package.products.append(.library(name: "swyplugin-\(name)", type: .dynamic, targets: [target]))
+}

@@ -1,0 +1,1 @@
+/* The crash plugin has no public API: its one export is swy_plugin_entry. */

@@ -1,0 +1,1 @@
+/* The echo plugin has no public API: its one export is swy_plugin_entry. */

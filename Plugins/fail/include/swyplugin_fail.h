@@ -1,0 +1,1 @@
+/* The fail plugin has no public API: its one export is swy_plugin_entry. */

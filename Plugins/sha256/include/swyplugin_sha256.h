@@ -1,0 +1,1 @@
+/* The sha256 plugin has no public API: its one export is swy_plugin_entry. */

@@ -1,0 +1,1 @@
+/* The sleep plugin has no public API: its one export is swy_plugin_entry. */

@@ -1,0 +1,101 @@
+import NIOCore
+import SwitchyardCore
+
+/// A request on its way: the message, where its answer goes, and an optional
+/// progress callback for a waiting submit.
+struct OutboundRequest {
+    var message: ClientMessage
+    var promise: EventLoopPromise<ServerMessage>
+    var onProgress: (@Sendable (UInt64, UInt64) -> Void)?
+}
+
+/// Matches replies to requests by request id, so any number of requests can be
+/// in flight on one connection. Writes made in one event-loop tick leave in
+/// one flush.
+final class ClientChannelHandler: ChannelDuplexHandler {
+    typealias InboundIn = Frame
+    typealias OutboundIn = OutboundRequest
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        var promise: EventLoopPromise<ServerMessage>
+        var onProgress: (@Sendable (UInt64, UInt64) -> Void)?
+    }
+
+    private var pending: [UInt32: Pending] = [:]
+    private var nextID: UInt32 = 1
+    private var buffer: ByteBuffer?
+    private var flushScheduled = false
+    private var closedError: SwitchyardError?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        buffer = context.channel.allocator.buffer(capacity: 4096)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let request = unwrapOutboundIn(data)
+        if let closedError {
+            request.promise.fail(closedError)
+            promise?.fail(closedError)
+            return
+        }
+        let id = nextID
+        nextID = nextID == UInt32.max ? 1 : nextID + 1
+        pending[id] = Pending(promise: request.promise, onProgress: request.onProgress)
+        request.message.write(requestID: id, to: &buffer!)
+        promise?.succeed()
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        // Gather every request written in this tick into one write.
+        context.eventLoop.assumeIsolated().execute {
+            self.flushScheduled = false
+            guard let buffer = self.buffer, buffer.readableBytes > 0 else { return }
+            self.buffer = context.channel.allocator.buffer(capacity: max(4096, buffer.capacity))
+            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let message: ServerMessage
+        do {
+            message = try ServerMessage(frame: frame)
+        } catch {
+            failAll(.connection("the server sent a frame this client cannot read: \(error)"), context: context)
+            context.close(promise: nil)
+            return
+        }
+        if case .progress(_, let done, let total) = message {
+            pending[frame.requestID]?.onProgress?(done, total)
+            return
+        }
+        guard let entry = pending.removeValue(forKey: frame.requestID) else {
+            if case .error(let code, _, let text) = message {
+                // An error about the stream itself (request id 0): the server closes the connection.
+                failAll(SwitchyardError(code: code, message: text), context: context)
+            }
+            return
+        }
+        entry.promise.succeed(message)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(.connection("the connection to the server closed"), context: context)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll(.connection("connection error: \(error)"), context: context)
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: SwitchyardError, context: ChannelHandlerContext) {
+        if closedError == nil { closedError = error }
+        let all = pending
+        pending.removeAll()
+        for entry in all.values { entry.promise.fail(error) }
+    }
+}

@@ -1,0 +1,54 @@
+/// A typed error code carried in ERROR frames. Clients switch on the code;
+/// people read the message that comes with it.
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+
+    /// The frame could not be parsed (bad length, truncated body, bad UTF-8). Connection closed.
+    public static let badFrame = ErrorCode(rawValue: 1)
+    /// The frame is larger than the peer's limit. Connection closed.
+    public static let frameTooLarge = ErrorCode(rawValue: 2)
+    /// No protocol version in common, or a bad magic number. Connection closed.
+    public static let unsupportedVersion = ErrorCode(rawValue: 3)
+    /// A request arrived before HELLO. Connection closed.
+    public static let handshakeRequired = ErrorCode(rawValue: 4)
+    /// A well-framed request that is not valid (unknown type, bad field). Connection stays open.
+    public static let badRequest = ErrorCode(rawValue: 5)
+    /// No loaded plugin has a handler by that name.
+    public static let unknownHandler = ErrorCode(rawValue: 10)
+    /// No task with that id is known (never existed, or its record expired).
+    public static let unknownTask = ErrorCode(rawValue: 11)
+    /// The handler reported a failure (permanent, or retryable with no attempts left).
+    public static let handlerFailed = ErrorCode(rawValue: 20)
+    /// The worker process running the task died on every attempt.
+    public static let workerCrashed = ErrorCode(rawValue: 21)
+    /// The server is shutting down and takes no new tasks.
+    public static let shuttingDown = ErrorCode(rawValue: 30)
+    /// The queue is full (reserved for the queue limit).
+    public static let queueFull = ErrorCode(rawValue: 31)
+    /// The connection has too many requests in flight.
+    public static let tooManyRequests = ErrorCode(rawValue: 32)
+    /// A bug in the server; the message says what.
+    public static let internalError = ErrorCode(rawValue: 99)
+
+    public var name: String {
+        switch self {
+        case .badFrame: "BAD_FRAME"
+        case .frameTooLarge: "FRAME_TOO_LARGE"
+        case .unsupportedVersion: "UNSUPPORTED_VERSION"
+        case .handshakeRequired: "HANDSHAKE_REQUIRED"
+        case .badRequest: "BAD_REQUEST"
+        case .unknownHandler: "UNKNOWN_HANDLER"
+        case .unknownTask: "UNKNOWN_TASK"
+        case .handlerFailed: "HANDLER_FAILED"
+        case .workerCrashed: "WORKER_CRASHED"
+        case .shuttingDown: "SHUTTING_DOWN"
+        case .queueFull: "QUEUE_FULL"
+        case .tooManyRequests: "TOO_MANY_REQUESTS"
+        case .internalError: "INTERNAL"
+        default: "ERROR_\(rawValue)"
+        }
+    }
+
+    public var description: String { name }
+}

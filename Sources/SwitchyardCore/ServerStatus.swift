@@ -1,0 +1,83 @@
+import Foundation
+import NIOCore
+
+/// The document SERVER_INFO carries (JSON, keys as below). `switchyard status`
+/// prints it; scripts may parse it.
+public struct ServerStatus: Codable, Sendable, Hashable {
+    public struct Worker: Codable, Sendable, Hashable {
+        public var id: Int
+        public var pid: Int32
+        public var generation: Int
+        /// "starting", "ready", "stopping"
+        public var state: String
+        public var tasksDone: UInt64
+        public var inFlight: Int
+        public var handlers: [String]
+        public init(
+            id: Int, pid: Int32, generation: Int, state: String, tasksDone: UInt64, inFlight: Int, handlers: [String]
+        ) {
+            self.id = id
+            self.pid = pid
+            self.generation = generation
+            self.state = state
+            self.tasksDone = tasksDone
+            self.inFlight = inFlight
+            self.handlers = handlers
+        }
+    }
+
+    public struct Handler: Codable, Sendable, Hashable {
+        public var name: String
+        public var plugin: String
+        public var pluginVersion: String
+        public var file: String
+        public var workers: Int
+        public init(name: String, plugin: String, pluginVersion: String, file: String, workers: Int) {
+            self.name = name
+            self.plugin = plugin
+            self.pluginVersion = pluginVersion
+            self.file = file
+            self.workers = workers
+        }
+    }
+
+    public var server: String
+    public var pid: Int32
+    public var listen: String
+    public var uptimeSeconds: Double
+    public var strategy: String
+    public var queued: Int
+    public var running: Int
+    public var succeeded: UInt64
+    public var failed: UInt64
+    public var workerRestarts: UInt64
+    public var workers: [Worker]
+    public var handlers: [Handler]
+    public var skippedPlugins: [SkippedPlugin]
+
+    public init(
+        server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,
+        running: Int, succeeded: UInt64, failed: UInt64, workerRestarts: UInt64, workers: [Worker],
+        handlers: [Handler], skippedPlugins: [SkippedPlugin]
+    ) {
+        self.server = server
+        self.pid = pid
+        self.listen = listen
+        self.uptimeSeconds = uptimeSeconds
+        self.strategy = strategy
+        self.queued = queued
+        self.running = running
+        self.succeeded = succeeded
+        self.failed = failed
+        self.workerRestarts = workerRestarts
+        self.workers = workers
+        self.handlers = handlers
+        self.skippedPlugins = skippedPlugins
+    }
+
+    public func encoded() -> ByteBuffer { encodeJSON(self) }
+
+    public init(json: ByteBuffer) throws {
+        self = try decodeJSON(ServerStatus.self, from: json, frame: "SERVER_INFO")
+    }
+}

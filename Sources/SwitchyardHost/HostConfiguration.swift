@@ -1,0 +1,75 @@
+import NIOCore
+
+/// Everything a host needs to run. The CLI fills it from flags; a program that
+/// embeds the host builds one directly. Every field has a working default.
+public struct HostConfiguration: Sendable {
+    /// Address to listen on (default `127.0.0.1`).
+    public var host: String
+    /// TCP port (default 7400; 0 picks a free port, see `SwitchyardHost.localAddress`).
+    public var port: Int
+    /// Worker processes (default: the number of cores).
+    public var workers: Int
+    /// Where plugins come from (default: the shipped plugins next to the executable).
+    public var plugins: PluginSource
+    /// The program run as a worker (default: this process's own executable, which
+    /// must call `WorkerProcess.runIfRequested()` first thing in `main`).
+    public var workerExecutable: String?
+    /// Values plugins read with `config_get` (`--config key=value`).
+    public var pluginConfig: [String: String]
+    /// Largest frame accepted from clients and workers, header included (default 16 MiB).
+    public var maxFrameSize: Int
+    /// Tasks each worker may hold at once (default 16): enough that a worker's
+    /// socket never idles, few enough that a slow task delays little behind it.
+    public var prefetch: Int
+    /// Attempts per task when the submit names none (default 2: one retry after a crash).
+    public var defaultMaxAttempts: UInt32
+    /// Finished tasks whose record and result stay queryable (default 10,000).
+    public var retainFinished: Int
+    /// How long a graceful shutdown waits for accepted tasks to finish (default 30 s).
+    public var shutdownTimeout: TimeAmount
+    /// How long a stopping worker may take to exit before it is killed (default 10 s).
+    public var workerStopTimeout: TimeAmount
+
+    public enum PluginSource: Sendable, Hashable {
+        /// `libswyplugin-*.so` in the directory of the running executable.
+        case shipped
+        /// Every `*.so` in this directory, by name.
+        case directory(String)
+        /// Exactly these files, in this order.
+        case files([String])
+    }
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 7400,
+        workers: Int = System.coreCount,
+        plugins: PluginSource = .shipped,
+        workerExecutable: String? = nil,
+        pluginConfig: [String: String] = [:],
+        maxFrameSize: Int = 16 * 1024 * 1024,
+        prefetch: Int = 16,
+        defaultMaxAttempts: UInt32 = 2,
+        retainFinished: Int = 10_000,
+        shutdownTimeout: TimeAmount = .seconds(30),
+        workerStopTimeout: TimeAmount = .seconds(10)
+    ) {
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.plugins = plugins
+        self.workerExecutable = workerExecutable
+        self.pluginConfig = pluginConfig
+        self.maxFrameSize = maxFrameSize
+        self.prefetch = prefetch
+        self.defaultMaxAttempts = defaultMaxAttempts
+        self.retainFinished = retainFinished
+        self.shutdownTimeout = shutdownTimeout
+        self.workerStopTimeout = workerStopTimeout
+    }
+}
+
+/// A configuration the host cannot run with; the message names the setting and the fix.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// Finds plugin files on disk.
+enum PluginDiscovery {
+    /// The name prefix of the shipped plugins' files.
+    static let shippedPrefix = "libswyplugin-"
+
+    static func files(for source: HostConfiguration.PluginSource) throws -> [String] {
+        switch source {
+        case .files(let files):
+            return files
+        case .directory(let directory):
+            return try sharedObjects(in: directory, prefix: "")
+        case .shipped:
+            let directory = URL(fileURLWithPath: try executablePath()).deletingLastPathComponent().path
+            let found = try sharedObjects(in: directory, prefix: shippedPrefix)
+            if found.isEmpty {
+                throw ConfigurationError(
+                    "no shipped plugins (\(shippedPrefix)*.so) next to the executable in \(directory); build them with `swift build` or pass --plugins DIR"
+                )
+            }
+            return found
+        }
+    }
+
+    /// Every `*.so` file directly in `directory` whose name starts with `prefix`, sorted by name.
+    static func sharedObjects(in directory: String, prefix: String) throws -> [String] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ConfigurationError("plugin directory \(directory) does not exist or is not a directory; pass --plugins DIR")
+        }
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw ConfigurationError("cannot list plugin directory \(directory): \(error.localizedDescription)")
+        }
+        let base = URL(fileURLWithPath: directory).standardizedFileURL.path
+        return names.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".so") }
+            .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            .map { base + "/" + $0 }
+    }
+
+    /// This process's executable, from /proc/self/exe.
+    static func executablePath() throws -> String {
+        do {
+            return try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        } catch {
+            throw ConfigurationError("cannot find this process's executable through /proc/self/exe: \(error)")
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SwitchyardCore
+
+/// The Switchyard host: a TCP server and a pool of worker processes that run
+/// task handlers from plugins.
+///
+/// Run it as a swift-service-lifecycle `Service` (SIGTERM/SIGINT through the
+/// `ServiceGroup` shut it down gracefully), or call `start()` and `shutdown()`
+/// yourself. A program that embeds the host must call
+/// `WorkerProcess.runIfRequested()` first thing in `main`: the host starts its
+/// workers by running the same executable.
+public final class SwitchyardHost: Service, Sendable {
+    /// This build's version.
+    public static let version = "0.1.0"
+
+    public let configuration: HostConfiguration
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private let state: NIOLockedValueBox<State>
+
+    private struct State {
+        var dispatcher: Dispatcher?
+        var serverChannel: Channel?
+        var localAddress: SocketAddress?
+    }
+
+    public init(configuration: HostConfiguration, logger: Logger = Logger(label: "switchyard")) {
+        self.configuration = configuration
+        self.logger = logger
+        // One event loop runs the whole host: the dispatcher's state never needs
+        // a lock, and the other cores are left to the worker processes.
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.state = NIOLockedValueBox(State())
+    }
+
+    /// The address the server listens on, once started.
+    public var localAddress: SocketAddress? { state.withLockedValue { $0.localAddress } }
+
+    /// Starts the workers and the server; returns once every worker has loaded
+    /// its plugins and the server is listening.
+    @discardableResult
+    public func start() async throws -> SocketAddress {
+        let configuration = configuration
+        guard configuration.workers >= 1 && configuration.workers <= 1024 else {
+            throw ConfigurationError("--workers must be between 1 and 1024, not \(configuration.workers)")
+        }
+        guard configuration.prefetch >= 1 && configuration.prefetch <= 4096 else {
+            throw ConfigurationError("prefetch must be between 1 and 4096, not \(configuration.prefetch)")
+        }
+        guard configuration.maxFrameSize >= 1024 && configuration.maxFrameSize <= 1 << 30 else {
+            throw ConfigurationError("the frame limit must be between 1 KiB and 1 GiB, not \(configuration.maxFrameSize)")
+        }
+        let pluginFiles = try PluginDiscovery.files(for: configuration.plugins)
+        let executable = try configuration.workerExecutable ?? PluginDiscovery.executablePath()
+        let loop = group.next()
+        let dispatcher = Dispatcher(
+            loop: loop, configuration: configuration, logger: logger, executable: executable, pluginFiles: pluginFiles)
+        state.withLockedValue { $0.dispatcher = dispatcher }
+        logger.info("starting \(configuration.workers) workers with \(pluginFiles.count) plugin files")
+
+        try await loop.flatSubmit { dispatcher.startWorkers() }.get()
+
+        let maxFrameSize = configuration.maxFrameSize
+        let channel: Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
+                        try channel.pipeline.syncOperations.addHandlers(
+                            ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)),
+                            ClientConnection(dispatcher: dispatcher, remote: remote))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            await shutdownAfterFailedStart(dispatcher)
+            throw ConfigurationError(
+                "cannot listen on \(configuration.host):\(configuration.port): \(error); pick another address with --listen HOST:PORT"
+            )
+        }
+        let address = channel.localAddress!
+        let shown = "\(address.ipAddress ?? configuration.host):\(address.port ?? configuration.port)"
+        try await loop.submit {
+            dispatcher.listenAddress = shown
+            dispatcher.markRunning()
+        }.get()
+        state.withLockedValue {
+            $0.serverChannel = channel
+            $0.localAddress = address
+        }
+        let handlers = try await loop.submit { dispatcher.status().handlers.map(\.name) }.get()
+        logger.info(
+            "listening on \(shown) with \(configuration.workers) workers; handlers: \(handlers.joined(separator: ", "))")
+        return address
+    }
+
+    private func shutdownAfterFailedStart(_ dispatcher: Dispatcher) async {
+        dispatcher.loop.execute { dispatcher.beginShutdown() }
+        try? await dispatcher.stopped.futureResult.get()
+        try? await group.shutdownGracefully()
+    }
+
+    /// The server's status (as `switchyard status` shows it).
+    public func status() async throws -> ServerStatus {
+        guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {
+            throw ConfigurationError("the host has not been started")
+        }
+        return try await dispatcher.loop.submit { dispatcher.status() }.get()
+    }
+
+    /// Stops accepting, finishes accepted tasks (within the shutdown timeout),
+    /// stops the workers (each runs its handlers' on_worker_stop) and closes
+    /// every connection. Returns when all of that is done.
+    public func shutdown() async throws {
+        let (dispatcher, channel) = state.withLockedValue { ($0.dispatcher, $0.serverChannel) }
+        guard let dispatcher else { return }
+        try? await channel?.close()
+        dispatcher.loop.execute { dispatcher.beginShutdown() }
+        try await dispatcher.stopped.futureResult.get()
+        try await group.shutdownGracefully()
+    }
+
+    /// `Service`: starts, runs until graceful shutdown or cancellation, then shuts down.
+    public func run() async throws {
+        try await start()
+        let dispatcher = state.withLockedValue { $0.dispatcher }!
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await dispatcher.stopped.futureResult.get()
+        } onCancelOrGracefulShutdown: { [self] in
+            let channel = state.withLockedValue { $0.serverChannel }
+            channel?.close(promise: nil)
+            dispatcher.loop.execute { dispatcher.beginShutdown() }
+        }
+        try await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,293 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import NIOCore
+import SwitchyardABI
+import SwitchyardCore
+
+/// Entry point of worker processes.
+///
+/// The host starts workers by running its own executable (or the one named by
+/// `HostConfiguration.workerExecutable`) with the single argument
+/// `WorkerProcess.argument` and the host's end of a socketpair as descriptor 3.
+/// A program that embeds the host calls `WorkerProcess.runIfRequested()` first
+/// thing in `main`, so the same binary can serve as its own worker.
+public enum WorkerProcess {
+    /// The argument that marks a worker process.
+    public static let argument = "__switchyard_worker__"
+    /// The descriptor of the worker's socket to the host.
+    static let descriptor: Int32 = 3
+
+    /// If this process was started as a worker, runs the worker until the host
+    /// stops it, then exits. Otherwise returns at once.
+    public static func runIfRequested() {
+        let arguments = CommandLine.arguments
+        guard arguments.count >= 2, arguments[1] == argument else { return }
+        signal(SIGPIPE, SIG_IGN)
+        let status = WorkerRuntime(fd: descriptor).run()
+        exit(status)
+    }
+}
+
+/// The worker's state, reached from the C callbacks through the `swy_ctx_t*`
+/// they receive. One per process; the process is single-threaded.
+final class WorkerRuntime {
+    let fd: Int32
+    var input = ByteBuffer()
+    var output = ByteBuffer()
+    /// The running task's result, built by `result_append`.
+    var result = ByteBuffer()
+    var errorMessage: String?
+    var inTask = false
+    var currentTask: TaskID = 0
+    var maxResultSize = Frame.defaultMaxSize - 64
+    var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
+    var handlers: [PluginHandler] = []
+    var workerStates: [UnsafeMutableRawPointer?] = []
+    /// The plugin whose hook is running, for log lines.
+    var currentPlugin = ""
+    var workerID = 0
+
+    init(fd: Int32) {
+        self.fd = fd
+        input.reserveCapacity(64 * 1024)
+        output.reserveCapacity(64 * 1024)
+    }
+
+    private var context: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ context: OpaquePointer?) -> WorkerRuntime? {
+        context.map { Unmanaged<WorkerRuntime>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    /// Runs until WORKER_STOP or end of input; returns the exit status.
+    func run() -> Int32 {
+        do {
+            guard let first = try nextFrame(), case .config(let config) = try HostToWorker(frame: first) else {
+                writeStandardError("switchyard worker: the host did not send WORKER_CONFIG first\n")
+                return 2
+            }
+            start(config)
+            try flush()
+            while true {
+                var stop = false
+                while let frame = try Frame.read(from: &input) {
+                    switch try HostToWorker(frame: frame) {
+                    case .task(let id, let attempt, let priority, let index, let payload):
+                        execute(id: id, attempt: attempt, priority: priority, index: Int(index), payload: payload)
+                    case .stop:
+                        stop = true
+                    case .config:
+                        throw ProtocolError(.badFrame, "WORKER_CONFIG sent twice")
+                    }
+                    if stop { break }
+                }
+                // One write for every result of this batch.
+                try flush()
+                if try stop || !fill() {
+                    stopHandlers()
+                    try flush()
+                    return 0
+                }
+            }
+        } catch {
+            writeStandardError("switchyard worker \(workerID): \(error)\n")
+            return 1
+        }
+    }
+
+    // MARK: Start and stop
+
+    private func start(_ config: WorkerConfig) {
+        workerID = config.workerID
+        maxResultSize = config.maxResultSize
+        for (key, value) in config.config { configStrings[key] = strdup(value) }
+        var skipped: [SkippedPlugin] = []
+        var owner: [String: String] = [:]
+        var candidates: [PluginHandler] = []
+        for file in config.plugins {
+            do {
+                let plugin = try PluginLoader.load(file)
+                skipped += plugin.refused
+                for handler in plugin.handlers {
+                    if let other = owner[handler.name] {
+                        skipped.append(
+                            SkippedPlugin(
+                                file: file,
+                                reason:
+                                    "handler `\(handler.name)` is already provided by \(other); rename one of them"))
+                        continue
+                    }
+                    owner[handler.name] = file
+                    candidates.append(handler)
+                }
+            } catch {
+                skipped.append(SkippedPlugin(file: file, reason: "\(error)"))
+            }
+        }
+        for handler in candidates {
+            var state: UnsafeMutableRawPointer?
+            if let onStart = handler.onWorkerStart {
+                errorMessage = nil
+                currentPlugin = handler.plugin
+                let status = withHostAPI { api in onStart(context, api, handler.handlerData, &state) }
+                if status != 0 {
+                    let why = errorMessage ?? "on_worker_start returned \(status)"
+                    skipped.append(SkippedPlugin(file: handler.file, reason: "handler `\(handler.name)`: \(why)"))
+                    continue
+                }
+            }
+            handlers.append(handler)
+            workerStates.append(state)
+        }
+        errorMessage = nil
+        let hello = WorkerHello(
+            pid: getpid(),
+            handlers: handlers.map {
+                LoadedHandler(name: $0.name, plugin: $0.plugin, pluginVersion: $0.pluginVersion, file: $0.file)
+            },
+            skipped: skipped)
+        WorkerToHost.hello(hello).write(to: &output)
+    }
+
+    private func stopHandlers() {
+        for (index, handler) in handlers.enumerated() {
+            guard let onStop = handler.onWorkerStop else { continue }
+            currentPlugin = handler.plugin
+            withHostAPI { api in onStop(context, api, handler.handlerData, workerStates[index]) }
+        }
+    }
+
+    // MARK: Tasks
+
+    private func execute(id: TaskID, attempt: UInt32, priority: Int32, index: Int, payload: ByteBuffer) {
+        guard index < handlers.count else {
+            writeDone(id: id, status: .permanentFailure, message: "worker has no handler number \(index)")
+            return
+        }
+        let handler = handlers[index]
+        result.clear()
+        errorMessage = nil
+        inTask = true
+        currentTask = id
+        currentPlugin = handler.plugin
+        let status = payload.withUnsafeReadableBytes { bytes in
+            var task = swy_task_t(
+                struct_size: UInt32(MemoryLayout<swy_task_t>.size), attempt: attempt, id: id,
+                handler: handler.cName, payload: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                payload_len: bytes.count, priority: priority, reserved: 0)
+            return withHostAPI { api in
+                handler.onMessage(context, api, &task, handler.handlerData, workerStates[index])
+            }
+        }
+        inTask = false
+        switch status {
+        case SWY_OK:
+            WorkerToHost.writeDone(id: id, status: .ok, body: &result, to: &output)
+        case SWY_ERR_PERMANENT, SWY_ERR_RETRY:
+            writeDone(
+                id: id, status: status == SWY_ERR_RETRY ? .retryableFailure : .permanentFailure,
+                message: errorMessage ?? "handler `\(handler.name)` failed without setting an error message")
+        default:
+            writeDone(
+                id: id, status: .permanentFailure,
+                message: "handler `\(handler.name)` returned unknown status \(status.rawValue)")
+        }
+    }
+
+    private func writeDone(id: TaskID, status: HandlerStatus, message: String) {
+        var body = ByteBuffer(string: message)
+        WorkerToHost.writeDone(id: id, status: status, body: &body, to: &output)
+    }
+
+    // MARK: I/O
+
+    private func nextFrame() throws -> Frame? {
+        while true {
+            if let frame = try Frame.read(from: &input) { return frame }
+            guard try fill() else { return nil }
+        }
+    }
+
+    /// Reads what the socket has (blocking until something arrives). False at end of input.
+    private func fill() throws -> Bool {
+        if input.readerIndex > 0 && input.readableBytes == 0 { input.clear() }
+        if input.readerIndex > 32 * 1024 { input.discardReadBytes() }
+        let count = try input.writeWithUnsafeMutableBytes(minimumWritableBytes: 64 * 1024) { buffer in
+            while true {
+                let n = read(fd, buffer.baseAddress, buffer.count)
+                if n >= 0 { return n }
+                if errno == EINTR { continue }
+                throw SystemError(call: "read", errno: errno)
+            }
+        }
+        return count > 0
+    }
+
+    func flush() throws {
+        while output.readableBytes > 0 {
+            let written = output.withUnsafeReadableBytes { write(fd, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemError(call: "write", errno: errno)
+            }
+            output.moveReaderIndex(forwardBy: written)
+        }
+        output.clear()
+    }
+
+    // MARK: The host API table
+
+    private func withHostAPI<R>(_ body: (UnsafePointer<swy_host_api_t>) -> R) -> R {
+        body(WorkerRuntime.hostAPI)
+    }
+
+    /// The table of host callbacks, built once per process and never freed.
+    nonisolated(unsafe) static let hostAPI: UnsafePointer<swy_host_api_t> = {
+        // Safe: written once here, read-only afterwards, and the worker is single-threaded.
+        let table = UnsafeMutablePointer<swy_host_api_t>.allocate(capacity: 1)
+        table.initialize(
+            to: swy_host_api_t(
+                abi_version: UInt32(SWY_ABI_VERSION),
+                struct_size: UInt32(MemoryLayout<swy_host_api_t>.size),
+                log: { context, level, message in
+                    guard let runtime = WorkerRuntime.from(context), let message else { return }
+                    let text = "[\(runtime.currentPlugin)] " + String(cString: message)
+                    WorkerToHost.log(WorkerLogLevel(rawValue: UInt8(clamping: level.rawValue)) ?? .info, text)
+                        .write(to: &runtime.output)
+                },
+                result_append: { context, bytes, length in
+                    guard let runtime = WorkerRuntime.from(context), runtime.inTask else { return -1 }
+                    guard length <= runtime.maxResultSize - runtime.result.readableBytes else { return -1 }
+                    guard length > 0 else { return 0 }
+                    guard let bytes else { return -1 }
+                    runtime.result.writeBytes(UnsafeRawBufferPointer(start: bytes, count: length))
+                    return 0
+                },
+                set_error: { context, message in
+                    guard let runtime = WorkerRuntime.from(context) else { return }
+                    runtime.errorMessage = message.map { String(cString: $0) }
+                },
+                config_get: { context, key in
+                    guard let runtime = WorkerRuntime.from(context), let key else { return nil }
+                    return runtime.configStrings[String(cString: key)].map { UnsafePointer($0) }
+                },
+                progress: { context, done, total in
+                    guard let runtime = WorkerRuntime.from(context), runtime.inTask else { return }
+                    WorkerToHost.progress(id: runtime.currentTask, done: done, total: total).write(
+                        to: &runtime.output)
+                    // A waiting client should see progress now, not with the result.
+                    try? runtime.flush()
+                }
+            ))
+        return UnsafePointer(table)
+    }()
+}
+
+/// Writes to descriptor 2 directly (the C `stderr` global is not concurrency-safe to name in Swift 6).
+func writeStandardError(_ text: String) {
+    var text = text
+    text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}

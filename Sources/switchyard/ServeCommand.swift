@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SwitchyardCore
+import SwitchyardHost
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the server and its worker processes.",
+        discussion: """
+            Workers load every plugin in --plugins DIR (default: the shipped plugins next to \
+            this executable). SIGINT or SIGTERM stops accepting, finishes accepted tasks \
+            (up to --shutdown-timeout), stops the workers and exits 0.
+            """
+    )
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: String = "127.0.0.1:7400"
+
+    @Option(help: "Worker processes (default: the number of cores).")
+    var workers: Int = System.coreCount
+
+    @Option(help: "Directory of plugin .so files to load (default: the shipped plugins).")
+    var plugins: String?
+
+    @Option(help: "Directory for the server's state (created if missing).")
+    var dataDir: String = "switchyard-data"
+
+    @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
+    var config: [String] = []
+
+    @Option(help: "Tasks each worker may hold at once.")
+    var prefetch: Int = 16
+
+    @Option(help: "Attempts per task when a submit names none (crashes and retryable errors are retried).")
+    var maxAttempts: UInt32 = 2
+
+    @Option(help: "Largest frame accepted, in bytes.")
+    var maxFrameSize: Int = 16 * 1024 * 1024
+
+    @Option(help: "Seconds a graceful shutdown waits for accepted tasks.")
+    var shutdownTimeout: Int = 30
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        do { _ = try HostPort(parsing: listen) } catch { throw ValidationError("--listen: \(error)") }
+        guard (1...1024).contains(workers) else { throw ValidationError("--workers must be from 1 to 1024") }
+        guard (1...4096).contains(prefetch) else { throw ValidationError("--prefetch must be from 1 to 4096") }
+        guard WireProtocol.maxAttemptsRange.contains(maxAttempts) else {
+            throw ValidationError("--max-attempts must be from 1 to 100")
+        }
+        guard maxFrameSize >= 1024 && maxFrameSize <= 1 << 30 else {
+            throw ValidationError("--max-frame-size must be from 1024 to 1073741824")
+        }
+        guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must be 0 or more") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        for pair in config where !pair.contains("=") || pair.hasPrefix("=") {
+            throw ValidationError("--config takes key=value, not `\(pair)`")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchyard")
+        let address = try HostPort(parsing: listen)
+        do {
+            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
+        } catch {
+            printError("error: cannot create the data directory \(dataDir): \(error.localizedDescription); pass --data-dir DIR")
+            throw ExitCode(2)
+        }
+        var pluginConfig: [String: String] = [:]
+        for pair in config {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            pluginConfig[String(parts[0])] = String(parts[1])
+        }
+        let configuration = HostConfiguration(
+            host: address.host, port: address.port, workers: workers,
+            plugins: plugins.map { .directory($0) } ?? .shipped, pluginConfig: pluginConfig,
+            maxFrameSize: maxFrameSize, prefetch: prefetch, defaultMaxAttempts: maxAttempts,
+            shutdownTimeout: .seconds(Int64(shutdownTimeout)))
+        let host = SwitchyardHost(configuration: configuration, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: host)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as ConfigurationError {
+            printError("error: \(error.description)")
+            throw ExitCode(2)
+        }
+    }
+}

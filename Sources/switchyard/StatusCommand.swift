@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import SwitchyardClient
+import SwitchyardCore
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the server's workers and handlers, or one task's state.")
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "A task id: show that task instead of the server.")
+    var id: TaskID?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() async throws {
+        try await runClientCommand {
+            let client = try await connection.connect()
+            defer { Task { try? await client.close() } }
+            if let id {
+                printTask(try await client.taskInfo(id))
+            } else {
+                printServer(try await client.serverStatus())
+            }
+        }
+    }
+
+    private func printTask(_ info: TaskInfo) {
+        let result = info.result.map { String(decoding: $0.readableBytesView, as: UTF8.self) }
+        if json {
+            var object: [String: Any] = [
+                "id": info.id, "state": info.state.description, "handler": info.handler, "priority": info.priority,
+                "attempts": info.attempts, "maxAttempts": info.maxAttempts,
+            ]
+            if let code = info.errorCode { object["errorCode"] = code.name }
+            if let message = info.errorMessage { object["error"] = message }
+            if let result { object["result"] = result }
+            let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("task \(info.id): \(info.state)")
+        print("  handler   \(info.handler)")
+        print("  priority  \(info.priority)")
+        print("  attempts  \(info.attempts) of \(info.maxAttempts)")
+        if let code = info.errorCode { print("  error     \(code.name): \(info.errorMessage ?? "")") }
+        if let result { print("  result    \(result.count > 200 ? String(result.prefix(200)) + "…" : result)") }
+    }
+
+    private func printServer(_ status: ServerStatus) {
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try! encoder.encode(status), as: UTF8.self))
+            return
+        }
+        print("\(status.server) on \(status.listen), pid \(status.pid), up \(Int(status.uptimeSeconds)) s")
+        print(
+            "tasks: \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed; strategy \(status.strategy); \(status.workerRestarts) worker restarts"
+        )
+        print("\nworkers:")
+        print(pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + "HANDLERS")
+        for worker in status.workers {
+            print(
+                pad("\(worker.id)", 4) + pad("\(worker.pid)", 9) + pad(worker.state, 10) + pad("\(worker.tasksDone)", 12)
+                    + pad("\(worker.inFlight)", 10) + "\(worker.handlers.count)")
+        }
+        print("\nhandlers:")
+        print(pad("NAME", 16) + pad("PLUGIN", 22) + pad("WORKERS", 9) + "FILE")
+        for handler in status.handlers {
+            print(
+                pad(handler.name, 16) + pad("\(handler.plugin) \(handler.pluginVersion)", 22)
+                    + pad("\(handler.workers)", 9) + handler.file)
+        }
+        if !status.skippedPlugins.isEmpty {
+            print("\nskipped plugins:")
+            for skip in status.skippedPlugins { print("  \(skip.file): \(skip.reason)") }
+        }
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}

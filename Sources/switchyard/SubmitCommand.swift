@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import NIOCore
+import SwitchyardClient
+import SwitchyardCore
+
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Run a task and print its result.",
+        discussion: """
+            The payload comes from the PAYLOAD argument, --file, or standard input (when it is \
+            not a terminal). The result bytes alone go to standard output; progress reports \
+            go to standard error. Exit status: 0 success, 1 the task or the request failed \
+            (the error code and message go to standard error), 3 the server could not be reached.
+            """
+    )
+
+    @OptionGroup var connection: ConnectionOptions
+
+    @Argument(help: "The handler to run, such as echo or sha256.")
+    var handler: String
+
+    @Argument(help: "The payload, as text.")
+    var payload: String?
+
+    @Option(help: "Read the payload from this file (- for standard input).")
+    var file: String?
+
+    @Flag(help: "Queue the task and print its id instead of waiting for the result.")
+    var background = false
+
+    @Option(help: "Priority: higher runs first.")
+    var priority: Int32 = 0
+
+    @Option(help: "Attempts allowed, 1-100 (default: the server's).")
+    var maxAttempts: UInt32?
+
+    func validate() throws {
+        if payload != nil && file != nil { throw ValidationError("give the payload as an argument or with --file, not both") }
+        if let problem = HandlerName.validate(handler) { throw ValidationError(problem) }
+        if let maxAttempts, !WireProtocol.maxAttemptsRange.contains(maxAttempts) {
+            throw ValidationError("--max-attempts must be from 1 to 100")
+        }
+    }
+
+    func run() async throws {
+        try await runClientCommand {
+            let bytes = try readPayload()
+            let client = try await connection.connect()
+            defer { Task { try? await client.close() } }
+            if background {
+                let id = try await client.submitBackground(
+                    handler, payload: ByteBuffer(bytes: bytes), priority: priority, maxAttempts: maxAttempts)
+                print(id)
+                return
+            }
+            let progress = ProgressLine(label: handler)
+            let result = try await client.submit(
+                handler, payload: ByteBuffer(bytes: bytes), priority: priority, maxAttempts: maxAttempts
+            ) { done, total in progress.show(done: done, total: total) }
+            progress.finish()
+            FileHandle.standardOutput.write(Data(result.readableBytesView))
+        }
+    }
+
+    private func readPayload() throws -> [UInt8] {
+        if let payload { return Array(payload.utf8) }
+        if let file, file != "-" {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw CLIFailure(message: "cannot read the payload file \(file)", exitCode: 2)
+            }
+            return Array(data)
+        }
+        if file == "-" || isatty(0) == 0 {
+            return Array(FileHandle.standardInput.readDataToEndOfFile())
+        }
+        return []
+    }
+}
+
+/// A progress line on standard error, redrawn in place when it is a terminal.
+final class ProgressLine: @unchecked Sendable {
+    // @unchecked Sendable: `shown` is only touched from the client's one event loop
+    // (progress callbacks) and then once from `finish`, after the last callback.
+    private let label: String
+    private let isTerminal = isatty(2) != 0
+    private var shown = false
+
+    init(label: String) { self.label = label }
+
+    func show(done: UInt64, total: UInt64) {
+        let percent = total == 0 ? 100 : Int(Double(done) / Double(total) * 100)
+        let text = "\(label): \(percent)% (\(done)/\(total))"
+        FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K" + text : text + "\n").utf8))
+        shown = true
+    }
+
+    func finish() {
+        if shown && isTerminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}

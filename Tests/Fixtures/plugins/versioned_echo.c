@@ -1,0 +1,31 @@
+/* versioned_echo: handler `vecho`, replying "v" VERSION ":" payload, for hot-reload tests.
+ * Build two versions of the same file and swap them under the host:
+ *   cc -shared -fPIC -I sdk/include -DVERSION=2 -o vecho.so Tests/Fixtures/plugins/versioned_echo.c
+ * VERSION defaults to 1; it is also the plugin's version string. */
+#include "switchyard.h"
+
+#include <string.h>
+
+#ifndef VERSION
+#define VERSION 1
+#endif
+#define SWY_STRINGIFY_(x) #x
+#define SWY_STRINGIFY(x) SWY_STRINGIFY_(x)
+#define VERSION_TAG "v" SWY_STRINGIFY(VERSION) ":"
+
+static swy_status_t vecho_message(swy_ctx_t *ctx, const swy_host_api_t *host, const swy_task_t *task,
+                                  void *handler_data, void *worker_state) {
+    (void)handler_data;
+    (void)worker_state;
+    if (host->result_append(ctx, VERSION_TAG, strlen(VERSION_TAG)) != 0 ||
+        (task->payload_len > 0 && host->result_append(ctx, task->payload, task->payload_len) != 0)) {
+        host->set_error(ctx, "vecho: result too large");
+        return SWY_ERR_PERMANENT;
+    }
+    return SWY_OK;
+}
+
+static const swy_handler_t handlers[] = {SWY_HANDLER("vecho", NULL, vecho_message, NULL, NULL)};
+static const swy_plugin_t plugin = SWY_PLUGIN("versioned_echo", SWY_STRINGIFY(VERSION), handlers);
+
+const swy_plugin_t *swy_plugin_entry(void) { return &plugin; }
