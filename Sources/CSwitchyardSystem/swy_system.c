@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int swy_socketpair_cloexec(int fds[2]) {
@@ -14,14 +16,16 @@ int swy_socketpair_cloexec(int fds[2]) {
 }
 
 int swy_spawn_worker(const char *path, char *const argv[], char *const envp[],
-                     int child_fd, pid_t *pid_out) {
-    int fd = child_fd;
-    int dup_fd = -1;
-    if (fd == 3) {
-        /* dup2(3, 3) would be a no-op that leaves close-on-exec set. */
-        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 10);
-        if (dup_fd < 0) return errno;
-        fd = dup_fd;
+                     int child_fd, int board_fd, pid_t *pid_out) {
+    /* Move both descriptors above the targets first, so neither dup2 can
+     * clobber the other (and dup2(3, 3) cannot leave close-on-exec set). */
+    int fd = fcntl(child_fd, F_DUPFD_CLOEXEC, 10);
+    if (fd < 0) return errno;
+    int bfd = fcntl(board_fd, F_DUPFD_CLOEXEC, 10);
+    if (bfd < 0) {
+        int saved = errno;
+        close(fd);
+        return saved;
     }
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
@@ -31,7 +35,8 @@ int swy_spawn_worker(const char *path, char *const argv[], char *const envp[],
     if (rc != 0) goto out_actions;
 
     if ((rc = posix_spawn_file_actions_adddup2(&actions, fd, 3)) != 0) goto out_attr;
-    if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 4)) != 0) goto out_attr;
+    if ((rc = posix_spawn_file_actions_adddup2(&actions, bfd, 4)) != 0) goto out_attr;
+    if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 5)) != 0) goto out_attr;
 
     sigset_t empty, defaults;
     sigemptyset(&empty);
@@ -55,8 +60,43 @@ out_attr:
 out_actions:
     posix_spawn_file_actions_destroy(&actions);
 out_fd:
-    if (dup_fd >= 0) close(dup_fd);
+    close(fd);
+    close(bfd);
     return rc;
+}
+
+int swy_board_create(int *fd_out, swy_board_t **board_out) {
+    int fd = memfd_create("switchyard-worker-board", MFD_CLOEXEC);
+    if (fd < 0) return -1;
+    if (ftruncate(fd, (off_t)sizeof(swy_board_t)) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    swy_board_t *board = swy_board_map(fd);
+    if (board == NULL) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    *fd_out = fd;
+    *board_out = board;
+    return 0;
+}
+
+swy_board_t *swy_board_map(int fd) {
+    void *p = mmap(NULL, sizeof(swy_board_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : (swy_board_t *)p;
+}
+
+void swy_board_unmap(swy_board_t *board) { munmap(board, sizeof(swy_board_t)); }
+
+uint64_t swy_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 pid_t swy_waitpid_nohang(pid_t pid, int *status) {

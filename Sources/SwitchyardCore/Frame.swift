@@ -36,6 +36,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let workerDone = FrameType(rawValue: 0xC2)
     public static let workerProgress = FrameType(rawValue: 0xC3)
     public static let workerLog = FrameType(rawValue: 0xC4)
+    public static let workerLoading = FrameType(rawValue: 0xC5)
 
     public var description: String {
         switch self {
@@ -59,6 +60,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .workerDone: "WORKER_DONE"
         case .workerProgress: "WORKER_PROGRESS"
         case .workerLog: "WORKER_LOG"
+        case .workerLoading: "WORKER_LOADING"
         default: "0x" + String(rawValue, radix: 16)
         }
     }

@@ -145,26 +145,40 @@ public struct Scheduler<Waiter> {
         if workers[slot].state == .ready { workers[slot].state = .draining }
     }
 
-    /// The worker in `slot` is gone. The task it was running (the oldest it was
-    /// sent) has its attempt counted and is retried or failed; tasks behind it
-    /// never started and go back to the front of the queue untouched.
-    public mutating func workerLost(slot: Int, reason: String) -> [Outcome] {
+    /// The worker in `slot` is gone. The task it was running (`running`, from its
+    /// board; the oldest it was sent when unknown) has its attempt counted and is
+    /// retried or failed; every other task it held goes back to the front of the
+    /// queue uncharged.
+    public mutating func workerLost(slot: Int, running: TaskID? = nil, reason: String) -> [Outcome] {
         guard slot < workers.count else { return [] }
         var held = workers[slot].inFlight
         workers[slot].inFlight.removeAll()
         workers[slot].state = .absent
         workers[slot].localHandlerIndex = []
-        guard let running = held.popFirst() else { return [] }
-        // Unstarted tasks go back in front, keeping their order.
+        // Blame the task the worker said it was running; when it said none
+        // (killed between tasks), the oldest, which bounds how often an unlucky
+        // task can be re-run without being charged.
+        let culprit: TaskID
+        if let running, let index = held.firstIndex(of: running) {
+            culprit = running
+            held.remove(at: index)
+        } else if let oldest = held.popFirst() {
+            culprit = oldest
+        } else {
+            return []
+        }
+        // Every other task goes back in front, keeping its order. Some may have
+        // run already (their results were still in the worker's buffer): they run
+        // again, which is the at-least-once promise.
         while let id = held.popLast() {
             guard var task = live[id] else { continue }
-            // nextDispatch counted an attempt when it sent the task; it never ran.
+            // nextDispatch counted an attempt when it sent the task; it is not charged.
             task.attempts -= 1
             task.state = .queued
             live[id] = task
             queue.prepend(id, priority: task.priority)
         }
-        return [failAttempt(running, code: .workerCrashed, message: reason, retryable: true)]
+        return [failAttempt(culprit, code: .workerCrashed, message: reason, retryable: true)]
     }
 
     // MARK: Tasks

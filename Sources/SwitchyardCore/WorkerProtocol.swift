@@ -129,6 +129,10 @@ public enum WorkerToHost: Sendable, Hashable {
     case done(id: TaskID, status: HandlerStatus, body: ByteBuffer)
     case progress(id: TaskID, done: UInt64, total: UInt64)
     case log(WorkerLogLevel, String)
+    /// Sent (and flushed) just before the worker opens a plugin file or runs a
+    /// handler's `on_worker_start`, so that a crash there is charged to that
+    /// file. `handler` is empty while the file itself is being opened.
+    case loading(file: String, handler: String)
 
     public init(frame: Frame) throws {
         var body = frame.body
@@ -151,6 +155,11 @@ public enum WorkerToHost: Sendable, Hashable {
             let raw = try body.readField("level", as: UInt8.self)
             let message = try body.readUTF8("message", length: body.readableBytes)
             self = .log(WorkerLogLevel(rawValue: raw) ?? .info, message)
+        case .workerLoading:
+            let length = try body.readField("file_length", as: UInt16.self)
+            let file = try body.readUTF8("file", length: Int(length))
+            let handler = try body.readUTF8("handler", length: body.readableBytes)
+            self = .loading(file: file, handler: handler)
         default:
             throw ProtocolError(.badFrame, "frame type \(frame.type) is not a worker-to-host message")
         }
@@ -177,6 +186,12 @@ public enum WorkerToHost: Sendable, Hashable {
             Frame.write(type: .workerLog, requestID: 0, to: &buffer) { body in
                 body.writeInteger(level.rawValue)
                 body.writeString(message)
+            }
+        case .loading(let file, let handler):
+            Frame.write(type: .workerLoading, requestID: 0, to: &buffer) { body in
+                body.writeInteger(UInt16(truncatingIfNeeded: file.utf8.count))
+                body.writeString(file)
+                body.writeString(handler)
             }
         }
     }

@@ -28,7 +28,9 @@ final class Dispatcher: @unchecked Sendable {
     let logger: Logger
     let serverName: String
     private let executable: String
-    private let pluginFiles: [String]
+    /// Plugin files workers load: the configured ones minus any that crashed a
+    /// worker while loading.
+    private var pluginFiles: [String]
     private var scheduler: Scheduler<Waiter>
 
     // Handlers, learned from the workers' hellos.
@@ -42,12 +44,15 @@ final class Dispatcher: @unchecked Sendable {
         var generation: Int
         var pid: pid_t
         var link: OutboundLink?
+        var board: WorkerBoard?
         var state: State
         var startedAt: NIODeadline
         var handlerNames: [String] = []
         var exit: WorkerSpawner.Exit?
         /// Consecutive deaths before saying hello: drives the restart backoff.
         var failedStarts = 0
+        /// What the worker said it was loading last, until its hello.
+        var loading: (file: String, handler: String)?
     }
     private var workers: [Worker?] = []
     private var generationCounter = 0
@@ -108,7 +113,8 @@ final class Dispatcher: @unchecked Sendable {
             return
         }
         workers[slot] = Worker(
-            generation: generation, pid: spawned.pid, link: nil, state: .starting, startedAt: .now(),
+            generation: generation, pid: spawned.pid, link: nil, board: spawned.board, state: .starting,
+            startedAt: .now(),
             failedStarts: failedStarts)
         let config = WorkerConfig(
             workerID: slot, generation: generation, plugins: pluginFiles, config: configuration.pluginConfig,
@@ -180,8 +186,25 @@ final class Dispatcher: @unchecked Sendable {
                 }
             logger.log(level: logLevel, "\(text)", metadata: ["worker": "\(slot)", "pid": "\(worker.pid)"])
         case .hello(let hello):
+            workers[slot]!.loading = nil
             workerHello(hello, slot: slot)
+        case .loading(let file, let handler):
+            workers[slot]!.loading = (file, handler)
         }
+    }
+
+    /// A worker died while opening `file` or running one of its handlers'
+    /// `on_worker_start`: leave the file out of every later worker, so one bad
+    /// plugin cannot keep the others from serving.
+    private func excludeCrashingPlugin(file: String, handler: String, exit: WorkerSpawner.Exit) {
+        guard pluginFiles.contains(file) else { return }
+        pluginFiles.removeAll { $0 == file }
+        let during = handler.isEmpty ? "while the file was being opened" : "in on_worker_start of handler `\(handler)`"
+        let skip = SkippedPlugin(
+            file: file, reason: "the worker \(exit) \(during); fix the plugin and restart the server")
+        reportedSkips.insert(skip)
+        skipped.append(skip)
+        logger.error("skipped plugin \(skip.file): \(skip.reason)")
     }
 
     private func workerHello(_ hello: WorkerHello, slot: Int) {
@@ -246,11 +269,18 @@ final class Dispatcher: @unchecked Sendable {
             logger.debug("\(description)")
         } else if wasReady {
             logger.error("\(description); starting a replacement")
+        } else if let loading = workers[slot]!.loading {
+            // Blame the file it was loading and retry at once without it.
+            logger.error("\(description) before it finished loading plugins")
+            excludeCrashingPlugin(file: loading.file, handler: loading.handler, exit: exit)
+            workers[slot]!.loading = nil
         } else {
             workers[slot]!.failedStarts += 1
             logger.error("\(description) before it finished loading plugins; retrying with backoff")
         }
-        for outcome in scheduler.workerLost(slot: slot, reason: "\(description) while running this task") {
+        let running = workers[slot]!.board?.running
+        workers[slot]!.board = nil
+        for outcome in scheduler.workerLost(slot: slot, running: running, reason: "\(description) while running this task") {
             deliver(outcome)
         }
         if !expected {

@@ -49,9 +49,12 @@ final class WorkerRuntime {
     /// The plugin whose hook is running, for log lines.
     var currentPlugin = ""
     var workerID = 0
+    /// Where this worker tells the host which task it runs.
+    let board: WorkerBoard?
 
     init(fd: Int32) {
         self.fd = fd
+        self.board = WorkerBoard(inheritedDescriptor: WorkerBoard.workerDescriptor)
         input.reserveCapacity(64 * 1024)
         output.reserveCapacity(64 * 1024)
     }
@@ -108,6 +111,7 @@ final class WorkerRuntime {
         var owner: [String: String] = [:]
         var candidates: [PluginHandler] = []
         for file in config.plugins {
+            announceLoading(file: file, handler: "")
             do {
                 let plugin = try PluginLoader.load(file)
                 skipped += plugin.refused
@@ -130,6 +134,7 @@ final class WorkerRuntime {
         for handler in candidates {
             var state: UnsafeMutableRawPointer?
             if let onStart = handler.onWorkerStart {
+                announceLoading(file: handler.file, handler: handler.name)
                 errorMessage = nil
                 currentPlugin = handler.plugin
                 let status = withHostAPI { api in onStart(context, api, handler.handlerData, &state) }
@@ -150,6 +155,13 @@ final class WorkerRuntime {
             },
             skipped: skipped)
         WorkerToHost.hello(hello).write(to: &output)
+    }
+
+    /// Tells the host what is about to run, before it runs: if the process dies
+    /// there, the host knows which file to blame and leaves it out next time.
+    private func announceLoading(file: String, handler: String) {
+        WorkerToHost.loading(file: file, handler: handler).write(to: &output)
+        try? flush()
     }
 
     private func stopHandlers() {
@@ -173,6 +185,8 @@ final class WorkerRuntime {
         inTask = true
         currentTask = id
         currentPlugin = handler.plugin
+        board?.begin(id)
+        defer { board?.end() }
         let status = payload.withUnsafeReadableBytes { bytes in
             var task = swy_task_t(
                 struct_size: UInt32(MemoryLayout<swy_task_t>.size), attempt: attempt, id: id,

@@ -12,11 +12,16 @@ enum WorkerSpawner {
         var pid: pid_t
         /// The host's end of the socketpair (close-on-exec).
         var socket: Int32
+        /// What the worker says it is running.
+        var board: WorkerBoard
     }
 
     /// Runs `executable WorkerProcess.argument` with a fresh socketpair's other
-    /// end as its descriptor 3 and no other descriptor above 2.
+    /// end as its descriptor 3, a fresh board as descriptor 4, and no other
+    /// descriptor above 2.
     static func spawn(executable: String) throws -> Spawned {
+        let board = try WorkerBoard()
+        defer { board.closeDescriptor() }
         var fds: [Int32] = [-1, -1]
         guard swy_socketpair_cloexec(&fds) == 0 else { throw SystemError(call: "socketpair", errno: errno) }
         defer { close(fds[1]) }
@@ -24,12 +29,12 @@ enum WorkerSpawner {
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
-        let rc = swy_spawn_worker(executable, &argv, environ, fds[1], &pid)
+        let rc = swy_spawn_worker(executable, &argv, environ, fds[1], board.descriptor, &pid)
         guard rc == 0 else {
             close(fds[0])
             throw SystemError(call: "posix_spawn \(executable)", errno: rc)
         }
-        return Spawned(pid: pid, socket: fds[0])
+        return Spawned(pid: pid, socket: fds[0], board: board)
     }
 
     enum Exit: CustomStringConvertible {

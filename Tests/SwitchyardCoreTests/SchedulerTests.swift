@@ -305,6 +305,29 @@ struct SchedulerTests {
         #expect(resent?.attempt == 1)
     }
 
+    @Test func workerLostChargesTheTaskTheWorkerSaidItWasRunning() throws {
+        var scheduler = makeScheduler(workers: [[echo]], prefetch: 4, maxAttempts: 2)
+        for _ in 0..<4 { _ = scheduler.submit(echo) }
+        _ = scheduler.dispatchAll()
+        // 1 and 2 ran (results unsent), 3 crashed the worker, 4 never started.
+        let outcomes = scheduler.workerLost(slot: 0, running: 3, reason: "SIGSEGV")
+        #expect(outcomes.map(\.seen) == [.retrying(3, attempt: 1, .workerCrashed, "SIGSEGV")])
+        #expect(scheduler.queuedOrder == [1, 2, 4, 3])
+        for id in [1, 2, 4] as [TaskID] {
+            #expect(scheduler.info(id, handlerName: nameOf)?.attempts == 0, "task \(id) is not charged")
+        }
+    }
+
+    @Test func workerLostWithAnUnknownRunningTaskChargesTheOldest() {
+        var scheduler = makeScheduler(workers: [[echo]], prefetch: 2, maxAttempts: 2)
+        for _ in 0..<2 { _ = scheduler.submit(echo) }
+        _ = scheduler.dispatchAll()
+        // An id the worker does not hold (a stale board) is ignored.
+        let outcomes = scheduler.workerLost(slot: 0, running: 99, reason: "killed")
+        #expect(outcomes.map(\.seen) == [.retrying(1, attempt: 1, .workerCrashed, "killed")])
+        #expect(scheduler.queuedOrder == [2, 1])
+    }
+
     @Test func workerLostKeepsEachPutBackTaskAheadOfItsOwnPriority() {
         var scheduler = makeScheduler(workers: [[echo]], prefetch: 3)
         _ = scheduler.submit(echo, priority: 1)  // 1: runs

@@ -99,4 +99,17 @@ struct WorkerProtocolTests {
         let parsed = try WorkerToHost(frame: frame(.workerLog, requestID: 0, body: [9] + Array("hi".utf8)))
         #expect(parsed == .log(.info, "hi"))
     }
+
+    @Test func loadingNamesTheFileAndTheHandler() throws {
+        for (file, handler) in [("/p/libx.so", ""), ("/p/libx.so", "resize"), ("/p/ü ber.so", "h")] {
+            let message = WorkerToHost.loading(file: file, handler: handler)
+            #expect(try roundTrip(message, type: .workerLoading) == message)
+        }
+    }
+
+    @Test func loadingWithAFileLengthPastTheBodyIsRejected() throws {
+        #expect(throws: ProtocolError.self) {
+            try WorkerToHost(frame: frame(.workerLoading, requestID: 0, body: [0, 9] + Array("abc".utf8)))
+        }
+    }
 }
