@@ -27,6 +27,9 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     private var buffer: ByteBuffer?
     private var flushScheduled = false
     private var closedError: SwitchyardError?
+    /// The server's frame limit, from its HELLO_OK; a larger request is refused
+    /// here, so it cannot cost the connection.
+    private var maxFrameSize = Int(UInt32.max)
 
     func handlerAdded(context: ChannelHandlerContext) {
         buffer = context.channel.allocator.buffer(capacity: 4096)
@@ -40,9 +43,21 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             return
         }
         let id = nextID
+        let start = buffer!.writerIndex
+        request.message.write(requestID: id, to: &buffer!)
+        let size = buffer!.writerIndex - start
+        guard size <= maxFrameSize else {
+            buffer!.moveWriterIndex(to: start)
+            let error = SwitchyardError(
+                code: .frameTooLarge,
+                message:
+                    "the request is a frame of \(size) bytes; the server accepts at most \(maxFrameSize) (serve --max-frame-size): send a smaller payload")
+            request.promise.fail(error)
+            promise?.fail(error)
+            return
+        }
         nextID = nextID == UInt32.max ? 1 : nextID + 1
         pending[id] = Pending(promise: request.promise, onProgress: request.onProgress)
-        request.message.write(requestID: id, to: &buffer!)
         promise?.succeed()
     }
 
@@ -72,6 +87,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
             pending[frame.requestID]?.onProgress?(done, total)
             return
         }
+        if case .helloOK(_, let limit, _) = message { maxFrameSize = Int(limit) }
         guard let entry = pending.removeValue(forKey: frame.requestID) else {
             if case .error(let code, _, let text) = message {
                 // An error about the stream itself (request id 0): the server closes the connection.
