@@ -75,8 +75,7 @@ var package = Package(
         .executableTarget(
             name: "EmbedExample",
             dependencies: [
-                "SwitchyardHost", "SwitchyardClient",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "SwitchyardHost", "SwitchyardClient", "SwitchyardCore",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "examples/embed"
@@ -96,6 +95,7 @@ var package = Package(
                 "SwitchyardClient", "SwitchyardCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
     ],
