@@ -43,7 +43,8 @@ func printError(_ text: String) {
 }
 
 /// Runs a client command body, turning server errors into stderr lines and exit codes:
-/// 0 success, 1 the server answered with an error, 3 the server could not be reached.
+/// 0 success, 1 the server answered with an error, 2 a local input could not be
+/// read (`CLIFailure`), 3 the server could not be reached.
 func runClientCommand(_ body: () async throws -> Void) async throws {
     do {
         try await body()

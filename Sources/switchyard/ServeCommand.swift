@@ -21,7 +21,7 @@ struct ServeCommand: AsyncParsableCommand {
     var listen: String = "127.0.0.1:7400"
 
     @Option(help: "Worker processes (default: the number of cores).")
-    var workers: Int = System.coreCount
+    var workers: Int?
 
     @Option(help: "Directory of plugin .so files to load (default: the shipped plugins).")
     var plugins: String?
@@ -49,7 +49,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         do { _ = try HostPort(parsing: listen) } catch { throw ValidationError("--listen: \(error)") }
-        guard (1...1024).contains(workers) else { throw ValidationError("--workers must be from 1 to 1024") }
+        guard (1...1024).contains(workers ?? System.coreCount) else { throw ValidationError("--workers must be from 1 to 1024") }
         guard (1...4096).contains(prefetch) else { throw ValidationError("--prefetch must be from 1 to 4096") }
         guard WireProtocol.maxAttemptsRange.contains(maxAttempts) else {
             throw ValidationError("--max-attempts must be from 1 to 100")
@@ -87,7 +87,7 @@ struct ServeCommand: AsyncParsableCommand {
             pluginConfig[String(parts[0])] = String(parts[1])
         }
         let configuration = HostConfiguration(
-            host: address.host, port: address.port, workers: workers,
+            host: address.host, port: address.port, workers: workers ?? System.coreCount,
             plugins: plugins.map { .directory($0) } ?? .shipped, pluginConfig: pluginConfig,
             maxFrameSize: maxFrameSize, prefetch: prefetch, defaultMaxAttempts: maxAttempts,
             shutdownTimeout: .seconds(Int64(shutdownTimeout)))

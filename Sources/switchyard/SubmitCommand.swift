@@ -12,7 +12,8 @@ struct SubmitCommand: AsyncParsableCommand {
             The payload comes from the PAYLOAD argument, --file, or standard input (when it is \
             not a terminal). The result bytes alone go to standard output; progress reports \
             go to standard error. Exit status: 0 success, 1 the task or the request failed \
-            (the error code and message go to standard error), 3 the server could not be reached.
+            (the error code and message go to standard error), 2 the payload file could not be \
+            read, 3 the server could not be reached, 64 the command line is wrong.
             """
     )
 
