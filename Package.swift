@@ -25,6 +25,10 @@ var package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
     ],
     targets: [
         // The C ABI: one header in sdk/include, shared by the host and every plugin.
@@ -32,7 +36,13 @@ var package = Package(
         // System calls Swift cannot make directly (posix_spawn with closefrom).
         .target(name: "CSwitchyardSystem", path: "Sources/CSwitchyardSystem", cSettings: strictC),
         // Wire codec, task model, scheduling state machines: no sockets, no processes.
-        .target(name: "SwitchyardCore", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        .target(
+            name: "SwitchyardCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
         // The embeddable host runtime: server, worker pool, plugin loading.
         .target(
             name: "SwitchyardHost",
@@ -43,6 +53,7 @@ var package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         // The client library: depends on the codec, never on the host.
@@ -90,12 +101,18 @@ var package = Package(
             ]
         ),
         .testTarget(
+            name: "SwitchyardStoreTests",
+            dependencies: ["SwitchyardHost", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "SwitchyardIntegrationTests",
             dependencies: [
                 "SwitchyardClient", "SwitchyardCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
     ],

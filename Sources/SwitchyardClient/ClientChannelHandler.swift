@@ -38,8 +38,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let closedError {
+            // The request is answered here; the write promise only says the
+            // handler saw it (SwitchyardClient fails requests whose write never
+            // reached the handler, e.g. on a closed channel).
             request.promise.fail(closedError)
-            promise?.fail(closedError)
+            promise?.succeed()
             return
         }
         let id = nextID
@@ -53,7 +56,7 @@ final class ClientChannelHandler: ChannelDuplexHandler {
                 message:
                     "the request is a frame of \(size) bytes; the server accepts at most \(maxFrameSize) (serve --max-frame-size): send a smaller payload")
             request.promise.fail(error)
-            promise?.fail(error)
+            promise?.succeed()
             return
         }
         nextID = nextID == UInt32.max ? 1 : nextID + 1

@@ -65,12 +65,9 @@ public final class SwitchyardClient: Sendable {
         _ handler: String, payload: ByteBuffer, priority: Int32 = 0, maxAttempts: UInt32? = nil,
         onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> ByteBuffer {
-        let request = SubmitRequest(
-            handler: handler, payload: payload, priority: priority, background: false, maxAttempts: maxAttempts)
-        switch try await send(.submit(request), onProgress: onProgress) {
-        case .result(_, let result): return result
-        case let other: throw unexpected(other, for: "SUBMIT")
-        }
+        try await submit(
+            handler, payload: payload, options: SubmitOptions(priority: priority, maxAttempts: maxAttempts),
+            onProgress: onProgress)
     }
 
     /// Runs a task and waits for its result, with the payload as bytes.
@@ -78,9 +75,38 @@ public final class SwitchyardClient: Sendable {
         _ handler: String, payload: some Sequence<UInt8> = [], priority: Int32 = 0, maxAttempts: UInt32? = nil,
         onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> [UInt8] {
-        let result = try await submit(
-            handler, payload: ByteBuffer(bytes: payload), priority: priority, maxAttempts: maxAttempts,
+        try await submit(
+            handler, payload: payload, options: SubmitOptions(priority: priority, maxAttempts: maxAttempts),
             onProgress: onProgress)
+    }
+
+    /// Runs a task as `options` say and waits for its result.
+    ///
+    /// With a delay or run-at time the wait includes that time. With a unique
+    /// key that matches a live task, the result is that task's.
+    ///
+    /// - Throws: `SwitchyardError`: `.badRequest` (before anything is sent) when
+    ///   an option is out of range; otherwise the server's code (`UNKNOWN_HANDLER`,
+    ///   `HANDLER_FAILED`, `WORKER_CRASHED`, `TIMEOUT`, `CANCELLED`, `QUEUE_FULL`, ...)
+    ///   and message.
+    public func submit(
+        _ handler: String, payload: ByteBuffer, options: SubmitOptions,
+        onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
+    ) async throws -> ByteBuffer {
+        let request = try options.request(handler: handler, payload: payload, background: false)
+        switch try await send(.submit(request), onProgress: onProgress) {
+        case .result(_, let result): return result
+        case let other: throw unexpected(other, for: "SUBMIT")
+        }
+    }
+
+    /// Runs a task as `options` say and waits for its result, with the payload as bytes.
+    public func submit(
+        _ handler: String, payload: some Sequence<UInt8> = [], options: SubmitOptions,
+        onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
+    ) async throws -> [UInt8] {
+        let result = try await submit(
+            handler, payload: ByteBuffer(bytes: payload), options: options, onProgress: onProgress)
         return Array(result.readableBytesView)
     }
 
@@ -88,11 +114,71 @@ public final class SwitchyardClient: Sendable {
     public func submitBackground(
         _ handler: String, payload: ByteBuffer, priority: Int32 = 0, maxAttempts: UInt32? = nil
     ) async throws -> TaskID {
-        let request = SubmitRequest(
-            handler: handler, payload: payload, priority: priority, background: true, maxAttempts: maxAttempts)
+        try await submitBackground(
+            handler, payload: payload, options: SubmitOptions(priority: priority, maxAttempts: maxAttempts))
+    }
+
+    /// Queues (or schedules) a task as `options` say and returns its id
+    /// without waiting for it to run. With a unique key that matches a live
+    /// task, the id is that task's.
+    ///
+    /// - Throws: `SwitchyardError`: `.badRequest` (before anything is sent) when
+    ///   an option is out of range; otherwise the server's code (`UNKNOWN_HANDLER`,
+    ///   `QUEUE_FULL`, `SHUTTING_DOWN`, ...) and message.
+    public func submitBackground(
+        _ handler: String, payload: ByteBuffer, options: SubmitOptions
+    ) async throws -> TaskID {
+        let request = try options.request(handler: handler, payload: payload, background: true)
         switch try await send(.submit(request)) {
         case .accepted(let id): return id
         case let other: throw unexpected(other, for: "SUBMIT")
+        }
+    }
+
+    /// Waits for a task submitted earlier (by anyone) and returns its result.
+    /// Returns at once when it already succeeded and its record is retained.
+    ///
+    /// - Throws: `SwitchyardError` with `UNKNOWN_TASK` when the server does not
+    ///   know the id, or the code and message the task ended with
+    ///   (`HANDLER_FAILED`, `WORKER_CRASHED`, `TIMEOUT`, `CANCELLED`, `SHUTTING_DOWN`).
+    public func wait(
+        for id: TaskID, onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
+    ) async throws -> ByteBuffer {
+        switch try await send(.wait(id), onProgress: onProgress) {
+        case .result(_, let result): return result
+        case let other: throw unexpected(other, for: "WAIT")
+        }
+    }
+
+    /// Cancels a task and returns its record after the cancel.
+    ///
+    /// A queued, scheduled or retry-waiting task is cancelled at once (state
+    /// `.cancelled`). A running one keeps state `.running`: its attempt runs to
+    /// the end on its worker, the result is discarded and the task then ends
+    /// `.cancelled`. A task already finished is left as it was: check `state`.
+    ///
+    /// - Throws: `SwitchyardError` with `UNKNOWN_TASK` when the server does not know the id.
+    public func cancel(_ id: TaskID) async throws -> TaskInfo {
+        switch try await send(.cancel(id)) {
+        case .taskInfo(let info): return info
+        case let other: throw unexpected(other, for: "CANCEL")
+        }
+    }
+
+    /// One page of task records (without results), in id order. For the next
+    /// page pass the last id as `afterID`; a page shorter than `limit` is the last.
+    ///
+    /// - Throws: `SwitchyardError` with `.badRequest` (before anything is sent)
+    ///   when `limit` is outside 1...1000.
+    public func listTasks(_ query: TaskListQuery) async throws -> [TaskInfo] {
+        do {
+            try query.validate()
+        } catch let error as ProtocolError {
+            throw SwitchyardError(code: error.code, message: error.message)
+        }
+        switch try await send(.listTasks(query)) {
+        case .taskList(let infos): return infos
+        case let other: throw unexpected(other, for: "LIST_TASKS")
         }
     }
 
@@ -136,7 +222,13 @@ public final class SwitchyardClient: Sendable {
         _ message: ClientMessage, on channel: Channel, onProgress: (@Sendable (UInt64, UInt64) -> Void)? = nil
     ) async throws -> ServerMessage {
         let promise = channel.eventLoop.makePromise(of: ServerMessage.self)
-        channel.writeAndFlush(OutboundRequest(message: message, promise: promise, onProgress: onProgress), promise: nil)
+        // A write on a closed channel never reaches the handler, which would
+        // leave the request unanswered forever: fail it from the write's promise.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            promise.fail(SwitchyardError.connection("the connection to the server is closed (\(error))"))
+        }
+        channel.writeAndFlush(OutboundRequest(message: message, promise: promise, onProgress: onProgress), promise: written)
         let reply = try await promise.futureResult.get()
         if case .error(let code, let taskID, let text) = reply {
             throw SwitchyardError(code: code, message: text, taskID: taskID == 0 ? nil : taskID)

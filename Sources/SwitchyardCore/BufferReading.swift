@@ -52,6 +52,17 @@ extension ByteBuffer {
         writeBytes(utf8)
     }
 
+    /// Writes a string-valued SUBMIT option: u8 tag, u16 length, the UTF-8.
+    /// The value is not cut to the option's limit (a server names an overlong
+    /// key rather than a cut one colliding with another); only to 65535 bytes,
+    /// at a Unicode scalar boundary, so the frame stays well formed.
+    @inlinable
+    mutating func writeStringOption(_ tag: UInt8, _ value: String) {
+        let utf8 = value.utf8.prefixKeepingScalars(Int(UInt16.max))
+        writeMultipleIntegers(tag, UInt16(utf8.count))
+        writeBytes(utf8)
+    }
+
     /// Fails when bytes are left over after the last field of a fixed layout.
     @inlinable
     func expectEnd(_ frame: StaticString) throws {

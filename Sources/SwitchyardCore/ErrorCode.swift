@@ -18,13 +18,17 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unknownHandler = ErrorCode(rawValue: 10)
     /// No task with that id is known (never existed, or its record expired).
     public static let unknownTask = ErrorCode(rawValue: 11)
+    /// The task was cancelled before it finished.
+    public static let cancelled = ErrorCode(rawValue: 12)
     /// The handler reported a failure (permanent, or retryable with no attempts left).
     public static let handlerFailed = ErrorCode(rawValue: 20)
     /// The worker process running the task died on every attempt.
     public static let workerCrashed = ErrorCode(rawValue: 21)
+    /// An attempt ran past its timeout; its worker was killed and replaced.
+    public static let timeout = ErrorCode(rawValue: 22)
     /// The server is shutting down and takes no new tasks.
     public static let shuttingDown = ErrorCode(rawValue: 30)
-    /// The queue is full (reserved for the queue limit).
+    /// Queued and scheduled tasks have reached the server's limit (`serve --max-queue`).
     public static let queueFull = ErrorCode(rawValue: 31)
     /// The connection has too many requests in flight.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
@@ -40,8 +44,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .badRequest: "BAD_REQUEST"
         case .unknownHandler: "UNKNOWN_HANDLER"
         case .unknownTask: "UNKNOWN_TASK"
+        case .cancelled: "CANCELLED"
         case .handlerFailed: "HANDLER_FAILED"
         case .workerCrashed: "WORKER_CRASHED"
+        case .timeout: "TIMEOUT"
         case .shuttingDown: "SHUTTING_DOWN"
         case .queueFull: "QUEUE_FULL"
         case .tooManyRequests: "TOO_MANY_REQUESTS"

@@ -15,6 +15,9 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let taskStatus = FrameType(rawValue: 0x03)
     public static let serverStatus = FrameType(rawValue: 0x04)
     public static let ping = FrameType(rawValue: 0x05)
+    public static let wait = FrameType(rawValue: 0x06)
+    public static let cancel = FrameType(rawValue: 0x07)
+    public static let listTasks = FrameType(rawValue: 0x08)
 
     // Server → client.
     public static let helloOK = FrameType(rawValue: 0x81)
@@ -25,6 +28,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let taskInfo = FrameType(rawValue: 0x86)
     public static let serverInfo = FrameType(rawValue: 0x87)
     public static let pong = FrameType(rawValue: 0x88)
+    public static let taskList = FrameType(rawValue: 0x89)
 
     // Host → worker.
     public static let workerConfig = FrameType(rawValue: 0x41)
@@ -45,6 +49,9 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .taskStatus: "TASK_STATUS"
         case .serverStatus: "SERVER_STATUS"
         case .ping: "PING"
+        case .wait: "WAIT"
+        case .cancel: "CANCEL"
+        case .listTasks: "LIST_TASKS"
         case .helloOK: "HELLO_OK"
         case .accepted: "ACCEPTED"
         case .result: "RESULT"
@@ -53,6 +60,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .taskInfo: "TASK_INFO"
         case .serverInfo: "SERVER_INFO"
         case .pong: "PONG"
+        case .taskList: "TASK_LIST"
         case .workerConfig: "WORKER_CONFIG"
         case .workerTask: "WORKER_TASK"
         case .workerStop: "WORKER_STOP"

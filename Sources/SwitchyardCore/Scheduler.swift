@@ -1,3 +1,4 @@
+import HeapModule
 import NIOCore
 
 /// Host-wide handler number: an index into the host's handler registry.
@@ -38,49 +39,115 @@ public struct WorkerSlot: Sendable {
     }
 }
 
+/// How long a task waits before its next attempt after a retryable failure.
+///
+/// The n-th retry waits `base * 2^(n-1)`, capped at `max`, then shortened by a
+/// random fraction of up to `jitter` (so retries of many tasks that failed
+/// together spread out instead of arriving at once).
+public struct RetryPolicy: Sendable, Hashable {
+    public var baseMillis: Int64
+    public var maxMillis: Int64
+    /// 0 ... 1.
+    public var jitter: Double
+
+    public init(baseMillis: Int64 = 1_000, maxMillis: Int64 = 600_000, jitter: Double = 0.25) {
+        self.baseMillis = baseMillis
+        self.maxMillis = max(maxMillis, baseMillis)
+        self.jitter = min(max(jitter, 0), 1)
+    }
+
+    /// Retry at once, for tests and for handlers that need no pause.
+    public static let immediate = RetryPolicy(baseMillis: 0, maxMillis: 0, jitter: 0)
+
+    /// The wait before attempt `failedAttempt + 1`; `random` is in 0 ..< 1.
+    public func delay(afterAttempt failedAttempt: UInt32, random: Double) -> Int64 {
+        guard baseMillis > 0 else { return 0 }
+        let exponent = min(Int(max(failedAttempt, 1)) - 1, 30)
+        let raw = min(baseMillis.multipliedReportingOverflow(by: 1 << exponent).partialValue, maxMillis)
+        return raw - Int64(Double(raw) * jitter * random)
+    }
+}
+
 /// Scheduler settings.
 public struct SchedulerConfiguration: Sendable {
     /// Tasks each worker may hold at once, so its socket never idles (default 16).
     public var prefetch: Int
     /// Attempts a task gets when its submit names none (default 2: one retry).
     public var defaultMaxAttempts: UInt32
-    /// How many finished tasks keep their record (and result) for status queries.
+    /// Per-attempt time limit when a submit names none, in ms; 0 for none.
+    public var defaultTimeoutMillis: UInt32
+    /// Most tasks that may be queued or waiting for their time at once; a
+    /// submit past it gets QUEUE_FULL.
+    public var maxQueue: Int
+    public var retry: RetryPolicy
+    /// Waiting this long raises a queued task's priority by one (0: no ageing).
+    public var agingMillis: Int64
+    /// Finished tasks whose record (and result) stays in memory, at most.
     public var retainFinished: Int
+    /// How long a finished task's record is kept, in ms.
+    public var keepFinishedMillis: Int64
+    /// Whether to collect `StoreChange`s for a durable store.
+    public var recordChanges: Bool
 
-    public init(prefetch: Int = 16, defaultMaxAttempts: UInt32 = 2, retainFinished: Int = 10_000) {
+    public init(
+        prefetch: Int = 16, defaultMaxAttempts: UInt32 = 2, defaultTimeoutMillis: UInt32 = 0,
+        maxQueue: Int = 10_000_000, retry: RetryPolicy = .init(), agingMillis: Int64 = 10_000,
+        retainFinished: Int = 10_000, keepFinishedMillis: Int64 = 86_400_000, recordChanges: Bool = false
+    ) {
         self.prefetch = prefetch
         self.defaultMaxAttempts = defaultMaxAttempts
+        self.defaultTimeoutMillis = defaultTimeoutMillis
+        self.maxQueue = maxQueue
+        self.retry = retry
+        self.agingMillis = agingMillis
         self.retainFinished = retainFinished
+        self.keepFinishedMillis = keepFinishedMillis
+        self.recordChanges = recordChanges
     }
 }
 
-/// The scheduling state machine: the queue, the tasks, the workers' slots and
-/// the retry rules. It does no I/O: the host feeds it events and carries out
-/// what it returns, so every rule here is testable without processes.
+/// What a submit asks for, with the handler already resolved.
+public struct TaskSubmission: Sendable {
+    public var handler: HandlerID
+    public var handlerName: String
+    public var payload: ByteBuffer
+    public var priority: Int32
+    public var key: String?
+    public var uniqueKey: String?
+    public var maxAttempts: UInt32?
+    public var timeoutMillis: UInt32?
+    /// When it may first run; nil or not after `now` for at once.
+    public var runAt: EpochMillis?
+
+    public init(
+        handler: HandlerID, handlerName: String, payload: ByteBuffer, priority: Int32 = 0, key: String? = nil,
+        uniqueKey: String? = nil, maxAttempts: UInt32? = nil, timeoutMillis: UInt32? = nil, runAt: EpochMillis? = nil
+    ) {
+        self.handler = handler
+        self.handlerName = handlerName
+        self.payload = payload
+        self.priority = priority
+        self.key = key
+        self.uniqueKey = uniqueKey
+        self.maxAttempts = maxAttempts
+        self.timeoutMillis = timeoutMillis
+        self.runAt = runAt
+    }
+}
+
+/// The scheduling state machine: the queue, the delayed tasks, the workers'
+/// slots, and the rules for retries, timeouts, unique keys and cancellation.
+/// It does no I/O and reads no clock: the host feeds it events with the time
+/// and carries out what it returns, so every rule is testable without processes.
 ///
 /// `Waiter` is whatever the host needs to answer a client waiting for a task.
 public struct Scheduler<Waiter> {
     struct LiveTask {
+        var record: TaskRecord
         var handler: HandlerID
-        var priority: Int32
-        var payload: ByteBuffer
-        var attempts: UInt32
-        var maxAttempts: UInt32
-        var state: TaskState
-        var waiter: Waiter?
-        var lastErrorCode: ErrorCode?
-        var lastError: String?
-    }
-
-    struct FinishedTask {
-        var handler: HandlerID
-        var priority: Int32
-        var attempts: UInt32
-        var maxAttempts: UInt32
-        var state: TaskState
-        var errorCode: ErrorCode?
-        var error: String?
-        var result: ByteBuffer?
+        var waiters: [Waiter] = []
+        /// CANCEL arrived while it was running: end it as cancelled.
+        var cancelRequested = false
     }
 
     /// A task to send: the host writes it to the worker in `slot`.
@@ -95,34 +162,78 @@ public struct Scheduler<Waiter> {
 
     /// What became of a task after an event.
     public enum Outcome {
-        /// Succeeded: answer the waiter, if any, with the result.
-        case succeeded(TaskID, Waiter?, ByteBuffer)
-        /// Failed for good: answer the waiter, if any, with the error.
-        case failed(TaskID, Waiter?, ErrorCode, String)
-        /// The attempt failed and the task is queued again.
-        case retrying(TaskID, attempt: UInt32, ErrorCode, String)
+        /// Succeeded: answer the waiters with the result.
+        case succeeded(TaskID, [Waiter], ByteBuffer)
+        /// Ended for good (dead or cancelled): answer the waiters with the error.
+        case failed(TaskID, [Waiter], ErrorCode, String)
+        /// The attempt failed; the task runs again at `runAt`.
+        case retrying(TaskID, attempt: UInt32, ErrorCode, String, runAt: EpochMillis)
+    }
+
+    /// The next thing to do from the queue.
+    public enum Step {
+        case dispatch(Dispatch)
+        /// The task cannot run here (no worker has its handler any more).
+        case outcome(Outcome)
+    }
+
+    public enum SubmitResult: Equatable {
+        case created(TaskID)
+        /// A live task has the same unique key; the submitter gets it.
+        case existing(TaskID)
+        case queueFull(limit: Int)
+    }
+
+    public enum CancelResult {
+        /// It was queued or waiting: it is cancelled now; answer its waiters.
+        case cancelled(TaskRecord, [Waiter])
+        /// It is running: its result will be discarded and it ends cancelled.
+        case willCancel(TaskRecord)
+        /// It had already finished.
+        case alreadyFinished(TaskRecord)
+        case unknown
+    }
+
+    public enum WaitResult {
+        case waiting
+        case finished(TaskRecord)
+        case unknown
     }
 
     public let configuration: SchedulerConfiguration
     public private(set) var workers: [WorkerSlot] = []
-    public private(set) var queue = TaskQueue()
+    public private(set) var queue: TaskQueue
+    /// Scheduled tasks and retries waiting for backoff, by run-at. Entries whose
+    /// task moved on are skipped when they surface.
+    private var delayed = Heap<DelayedEntry>()
+    private var delayedCount = 0
     private var live: [TaskID: LiveTask] = [:]
-    private var finished: [TaskID: FinishedTask] = [:]
+    private var uniqueKeys: [String: TaskID] = [:]
+    private var finished: [TaskID: TaskRecord] = [:]
     private var finishedOrder = CircularBuffer<TaskID>()
     private var nextID: TaskID = 1
     public private(set) var strategy: any DispatchStrategy
     private var fallback = RoundRobinStrategy()
+    private var random = SystemRandomNumberGenerator()
+    private var changes = ChangeLog()
     public private(set) var strategyFaults: UInt64 = 0
     public private(set) var succeededCount: UInt64 = 0
+    /// Tasks that ended dead.
     public private(set) var failedCount: UInt64 = 0
+    public private(set) var cancelledCount: UInt64 = 0
 
     public init(configuration: SchedulerConfiguration = .init(), strategy: any DispatchStrategy = RoundRobinStrategy()) {
         self.configuration = configuration
         self.strategy = strategy
+        self.queue = TaskQueue(agingMillis: configuration.agingMillis)
+        self.changes.enabled = configuration.recordChanges
     }
 
-    public var runningCount: Int { live.count - queue.count }
+    /// Tasks accepted and not finished.
     public var liveCount: Int { live.count }
+    /// Tasks waiting for their run-at time (scheduled, or failed and waiting to retry).
+    public var waitingCount: Int { delayedCount }
+    public var runningCount: Int { live.count - queue.count - delayedCount }
 
     // MARK: Workers
 
@@ -146,10 +257,12 @@ public struct Scheduler<Waiter> {
     }
 
     /// The worker in `slot` is gone. The task it was running (`running`, from its
-    /// board; the oldest it was sent when unknown) has its attempt counted and is
-    /// retried or failed; every other task it held goes back to the front of the
-    /// queue uncharged.
-    public mutating func workerLost(slot: Int, running: TaskID? = nil, reason: String) -> [Outcome] {
+    /// board; the oldest it was sent when unknown) has its attempt counted with
+    /// `code` and is retried or ends; every other task it held goes back to the
+    /// front of the queue uncharged.
+    public mutating func workerLost(
+        slot: Int, running: TaskID? = nil, code: ErrorCode = .workerCrashed, reason: String, now: EpochMillis = 0
+    ) -> [Outcome] {
         guard slot < workers.count else { return [] }
         var held = workers[slot].inFlight
         workers[slot].inFlight.removeAll()
@@ -167,61 +280,136 @@ public struct Scheduler<Waiter> {
         } else {
             return []
         }
+        var outcomes: [Outcome] = []
         // Every other task goes back in front, keeping its order. Some may have
         // run already (their results were still in the worker's buffer): they run
         // again, which is the at-least-once promise.
         while let id = held.popLast() {
             guard var task = live[id] else { continue }
-            // nextDispatch counted an attempt when it sent the task; it is not charged.
-            task.attempts -= 1
-            task.state = .queued
+            // nextStep counted an attempt when it sent the task; it is not charged.
+            task.record.attempts -= 1
+            if task.cancelRequested {
+                live[id] = task
+                outcomes.append(finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now))
+                continue
+            }
+            task.record.state = .queued
             live[id] = task
-            queue.prepend(id, priority: task.priority)
+            queue.prepend(id, priority: task.record.priority, now: now)
+            changes.update(task.record)
         }
-        return [failAttempt(culprit, code: .workerCrashed, message: reason, retryable: true)]
+        outcomes.append(failAttempt(culprit, code: code, message: reason, retryable: true, now: now))
+        return outcomes
     }
 
     // MARK: Tasks
 
-    /// Accepts a task and queues it. Returns its id.
-    public mutating func submit(
-        handler: HandlerID, priority: Int32, payload: ByteBuffer, maxAttempts: UInt32?, waiter: Waiter?
-    ) -> TaskID {
+    /// Accepts a task: queued, or scheduled when `runAt` is later than `now`.
+    /// With a unique key held by a live task, returns that task instead (and
+    /// adds `waiter` to it).
+    public mutating func submit(_ submission: TaskSubmission, waiter: Waiter?, now: EpochMillis) -> SubmitResult {
+        if let unique = submission.uniqueKey, let existing = uniqueKeys[unique], live[existing] != nil {
+            if let waiter { live[existing]!.waiters.append(waiter) }
+            return .existing(existing)
+        }
+        guard queue.count + delayedCount < configuration.maxQueue else {
+            return .queueFull(limit: configuration.maxQueue)
+        }
         let id = nextID
         nextID += 1
-        live[id] = LiveTask(
-            handler: handler, priority: priority, payload: payload, attempts: 0,
-            maxAttempts: maxAttempts ?? configuration.defaultMaxAttempts, state: .queued, waiter: waiter)
-        queue.append(id, priority: priority)
-        return id
+        let runAt = submission.runAt ?? now
+        let scheduled = runAt > now
+        let record = TaskRecord(
+            id: id, handler: submission.handlerName, payload: submission.payload, priority: submission.priority,
+            key: submission.key, uniqueKey: submission.uniqueKey, state: scheduled ? .scheduled : .queued,
+            attempts: 0, maxAttempts: submission.maxAttempts ?? configuration.defaultMaxAttempts,
+            timeoutMillis: submission.timeoutMillis ?? configuration.defaultTimeoutMillis,
+            runAt: max(runAt, now), createdAt: now)
+        live[id] = LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? [])
+        if let unique = submission.uniqueKey { uniqueKeys[unique] = id }
+        if scheduled {
+            delay(id, until: runAt)
+        } else {
+            queue.append(id, priority: submission.priority, now: now)
+        }
+        changes.insert(record)
+        return .created(id)
     }
 
-    /// The next task to send and where, or nil when the queue is empty or its
-    /// head must wait for a worker with room. Call until nil after any event.
-    public mutating func nextDispatch() -> Dispatch? {
-        guard let id = queue.first, let task = live[id] else { return nil }
+    /// Moves tasks whose time has come from waiting to the queue.
+    public mutating func promoteDue(now: EpochMillis) {
+        while let top = delayed.min, top.runAt <= now {
+            _ = delayed.removeMin()
+            guard var task = live[top.id], task.record.runAt == top.runAt,
+                task.record.state == .scheduled || task.record.state == .failed
+            else { continue }
+            delayedCount -= 1
+            task.record.state = .queued
+            live[top.id] = task
+            queue.append(top.id, priority: task.record.priority, now: now)
+        }
+    }
+
+    /// When the next waiting task becomes due, if any (arm a timer for it).
+    public mutating func nextDeadline() -> EpochMillis? {
+        while let top = delayed.min {
+            if let task = live[top.id], task.record.runAt == top.runAt,
+                task.record.state == .scheduled || task.record.state == .failed
+            {
+                return top.runAt
+            }
+            _ = delayed.removeMin()
+        }
+        return nil
+    }
+
+    /// The next task to send and where, or a task that can never run here, or
+    /// nil when the queue is empty or its head must wait for a worker with room.
+    /// Call until nil after any event.
+    public mutating func nextStep(now: EpochMillis) -> Step? {
+        guard let id = queue.first(now: now), let task = live[id] else { return nil }
         let candidate = DispatchCandidate(
-            taskID: id, handler: task.handler, priority: task.priority, attempt: task.attempts + 1,
-            payloadSize: task.payload.readableBytes)
+            taskID: id, handler: task.handler, priority: task.record.priority, attempt: task.record.attempts + 1,
+            payloadSize: task.record.payload.readableBytes)
         var chosen = strategy.pick(candidate, workers: workers)
         if let slot = chosen, !(slot >= 0 && slot < workers.count && workers[slot].canTake(handler: task.handler)) {
             strategyFaults += 1
             chosen = fallback.pick(candidate, workers: workers)
         }
-        guard let slot = chosen else { return nil }
-        _ = queue.popFirst()
-        live[id]!.state = .running
-        live[id]!.attempts += 1
+        guard let slot = chosen else {
+            // Nobody has room, or nobody has the handler. The latter is final once
+            // some worker is ready (every worker loads the same plugins): say so
+            // instead of leaving the task, and everything behind it, stuck.
+            let anyReady = workers.contains { $0.state == .ready }
+            if anyReady && !workers.contains(where: { $0.state == .ready && $0.has(handler: task.handler) }) {
+                _ = queue.popFirst(now: now)
+                return .outcome(
+                    finish(
+                        id, state: .dead, code: .unknownHandler,
+                        message:
+                            "no loaded plugin has a handler named `\(task.record.handler)` any more; the task was accepted while one did",
+                        now: now))
+            }
+            return nil
+        }
+        _ = queue.popFirst(now: now)
+        var record = task.record
+        record.state = .running
+        record.attempts += 1
+        record.startedAt = now
+        live[id]!.record = record
         workers[slot].inFlight.append(id)
-        return Dispatch(
-            taskID: id, slot: slot, localHandlerIndex: UInt16(workers[slot].localHandlerIndex[task.handler]),
-            attempt: task.attempts + 1, priority: task.priority, payload: task.payload)
+        changes.update(record)
+        return .dispatch(
+            Dispatch(
+                taskID: id, slot: slot, localHandlerIndex: UInt16(workers[slot].localHandlerIndex[task.handler]),
+                attempt: record.attempts, priority: record.priority, payload: record.payload))
     }
 
     /// The worker in `slot` finished an attempt of task `id`. Returns nil when
     /// the worker was not holding that task (a protocol fault the host logs).
     public mutating func attemptFinished(
-        slot: Int, id: TaskID, status: HandlerStatus, body: ByteBuffer
+        slot: Int, id: TaskID, status: HandlerStatus, body: ByteBuffer, now: EpochMillis = 0
     ) -> Outcome? {
         guard slot < workers.count else { return nil }
         if workers[slot].inFlight.first == id {
@@ -232,93 +420,302 @@ public struct Scheduler<Waiter> {
             return nil
         }
         workers[slot].tasksDone += 1
+        guard let task = live[id] else { return nil }
+        if task.cancelRequested {
+            return finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
+        }
         switch status {
         case .ok:
-            guard let task = live.removeValue(forKey: id) else { return nil }
-            succeededCount += 1
-            retire(
-                id,
-                FinishedTask(
-                    handler: task.handler, priority: task.priority, attempts: task.attempts,
-                    maxAttempts: task.maxAttempts, state: .succeeded, result: body))
-            return .succeeded(id, task.waiter, body)
+            live[id]!.record.result = body
+            return finish(id, state: .succeeded, code: nil, message: "", now: now, result: body)
         case .permanentFailure, .retryableFailure:
             let message = body.getString(at: body.readerIndex, length: body.readableBytes) ?? ""
             return failAttempt(
                 id, code: .handlerFailed, message: message.isEmpty ? "handler returned an error" : message,
-                retryable: status == .retryableFailure)
+                retryable: status == .retryableFailure, now: now)
         }
     }
 
-    /// The waiter of a live task (for progress reports).
-    public func waiter(of id: TaskID) -> Waiter? { live[id]?.waiter }
-
-    /// Takes every queued task out and fails it (at shutdown).
-    public mutating func failQueued(code: ErrorCode, message: String) -> [Outcome] {
-        queue.removeAll().map { id in
-            let task = live.removeValue(forKey: id)!
-            failedCount += 1
-            retire(
-                id,
-                FinishedTask(
-                    handler: task.handler, priority: task.priority, attempts: task.attempts,
-                    maxAttempts: task.maxAttempts, state: .dead, errorCode: code, error: message))
-            return .failed(id, task.waiter, code, message)
+    /// Cancels a task: at once when it waits, at the end of its attempt when it runs.
+    public mutating func cancel(_ id: TaskID, now: EpochMillis) -> CancelResult {
+        guard var task = live[id] else {
+            if let record = finished[id] { return .alreadyFinished(record) }
+            return .unknown
         }
+        switch task.record.state {
+        case .queued:
+            queue.remove(id, priority: task.record.priority)
+        case .scheduled, .failed:
+            delayedCount -= 1  // its heap entry is skipped when it surfaces
+        case .running:
+            task.cancelRequested = true
+            live[id] = task
+            return .willCancel(task.record)
+        case .succeeded, .dead, .cancelled:
+            return .alreadyFinished(task.record)
+        }
+        let waiters = task.waiters
+        _ = finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
+        return .cancelled(finished[id] ?? task.record, waiters)
+    }
+
+    /// Adds a waiter to task `id`, or says it already finished.
+    public mutating func addWaiter(_ waiter: Waiter, to id: TaskID) -> WaitResult {
+        if live[id] != nil {
+            live[id]!.waiters.append(waiter)
+            return .waiting
+        }
+        if let record = finished[id] { return .finished(record) }
+        return .unknown
+    }
+
+    /// The waiters of a live task (for progress reports).
+    public func waiters(of id: TaskID) -> [Waiter] { live[id]?.waiters ?? [] }
+
+    /// The per-attempt time limit of a live task, in ms (0: none).
+    public func timeoutMillis(of id: TaskID) -> UInt32 { live[id]?.record.timeoutMillis ?? 0 }
+
+    /// Takes every queued and waiting task out and ends it (at shutdown, when
+    /// nothing durable keeps them).
+    public mutating func failQueued(code: ErrorCode, message: String, now: EpochMillis = 0) -> [Outcome] {
+        var ids = queue.removeAll()
+        for (id, task) in live where task.record.state == .scheduled || task.record.state == .failed {
+            ids.append(id)
+        }
+        delayed = Heap()
+        delayedCount = 0
+        return ids.map { finish($0, state: .dead, code: code, message: message, now: now) }
+    }
+
+    /// Ends every task waiting for a later run-at time (at shutdown, when
+    /// nothing durable keeps them).
+    public mutating func failWaiting(code: ErrorCode, message: String, now: EpochMillis) -> [Outcome] {
+        let ids = live.compactMap { id, task in
+            task.record.state == .scheduled || task.record.state == .failed ? id : nil
+        }
+        delayed = Heap()
+        delayedCount = 0
+        return ids.sorted().map { finish($0, state: .dead, code: code, message: message, now: now) }
+    }
+
+    /// Takes the waiters off every live task and returns them (at shutdown,
+    /// when a durable store keeps the tasks for the next start).
+    public mutating func detachAllWaiters() -> [(TaskID, [Waiter])] {
+        var all: [(TaskID, [Waiter])] = []
+        for (id, task) in live where !task.waiters.isEmpty {
+            all.append((id, task.waiters))
+            live[id]!.waiters = []
+        }
+        return all
     }
 
     /// Forgets the waiters that `isGone` matches (their connection closed); the tasks carry on.
     public mutating func dropWaiters(where isGone: (Waiter) -> Bool) {
-        for (id, task) in live where task.waiter.map(isGone) == true {
-            live[id]!.waiter = nil
+        for (id, task) in live where task.waiters.contains(where: isGone) {
+            live[id]!.waiters.removeAll(where: isGone)
         }
     }
 
-    /// A task's record, or nil when it is unknown or its record has expired.
-    public func info(_ id: TaskID, handlerName: (HandlerID) -> String) -> TaskInfo? {
-        if let task = live[id] {
-            return TaskInfo(
-                id: id, state: task.state, handler: handlerName(task.handler), priority: task.priority,
-                attempts: task.attempts, maxAttempts: task.maxAttempts, errorCode: task.lastErrorCode,
-                errorMessage: task.lastError)
-        }
-        if let task = finished[id] {
-            return TaskInfo(
-                id: id, state: task.state, handler: handlerName(task.handler), priority: task.priority,
-                attempts: task.attempts, maxAttempts: task.maxAttempts, errorCode: task.errorCode,
-                errorMessage: task.error, result: task.result)
-        }
-        return nil
+    /// A task's record, live or recently finished; nil when unknown here.
+    public func record(_ id: TaskID) -> TaskRecord? {
+        live[id]?.record ?? finished[id]
     }
 
-    private mutating func failAttempt(_ id: TaskID, code: ErrorCode, message: String, retryable: Bool) -> Outcome {
+    /// Records matching `query` among the tasks held in memory, in id order.
+    public func list(_ query: TaskListQuery) -> [TaskRecord] {
+        var out: [TaskRecord] = []
+        let pool = live.values.lazy.map(\.record).filter { $0.id > query.afterID }
+        let done = finished.values.lazy.filter { $0.id > query.afterID }
+        for record in pool where matches(record, query) { out.append(record) }
+        for record in done where matches(record, query) { out.append(record) }
+        out.sort { $0.id < $1.id }
+        if out.count > query.limit { out.removeLast(out.count - query.limit) }
+        for index in out.indices { out[index].payload = ByteBuffer() }
+        return out
+    }
+
+    private func matches(_ record: TaskRecord, _ query: TaskListQuery) -> Bool {
+        (query.state == nil || record.state == query.state) && (query.handler == nil || record.handler == query.handler)
+    }
+
+    /// Forgets finished records older than the retention time.
+    public mutating func pruneFinished(now: EpochMillis) {
+        let cutoff = now - configuration.keepFinishedMillis
+        while let oldest = finishedOrder.first, let record = finished[oldest], record.finishedAt < cutoff {
+            finishedOrder.removeFirst()
+            finished[oldest] = nil
+        }
+    }
+
+    /// The store writes collected since the last call, in order.
+    public mutating func takeChanges() -> [StoreChange] { changes.take() }
+    public var hasChanges: Bool { !changes.isEmpty }
+
+    // MARK: Recovery
+
+    /// Brings back what a store kept (at start, before any submit): queued and
+    /// waiting tasks resume; a task that was running when the host stopped has
+    /// that attempt counted as failed (WORKER_CRASHED) and is retried or ends.
+    /// `handlerID` maps a handler name to its id.
+    public mutating func restore(
+        _ records: [TaskRecord], maxID: TaskID, now: EpochMillis, handlerID: (String) -> HandlerID
+    ) -> [Outcome] {
+        nextID = max(nextID, maxID + 1)
+        var outcomes: [Outcome] = []
+        for record in records.sorted(by: { $0.id < $1.id }) where !record.state.isFinal {
+            let id = record.id
+            live[id] = LiveTask(record: record, handler: handlerID(record.handler))
+            if let unique = record.uniqueKey { uniqueKeys[unique] = id }
+            switch record.state {
+            case .running:
+                // The attempt was counted when it was sent; it never reported back.
+                outcomes.append(
+                    failAttempt(
+                        id, code: .workerCrashed,
+                        message: "the host stopped while attempt \(record.attempts) was running", retryable: true,
+                        now: now))
+            case .scheduled, .failed:
+                delay(id, until: record.runAt)
+            default:
+                live[id]!.record.state = .queued
+                queue.append(id, priority: record.priority, now: record.createdAt)
+            }
+        }
+        return outcomes
+    }
+
+    // MARK: Internals
+
+    private mutating func delay(_ id: TaskID, until runAt: EpochMillis) {
+        delayed.insert(DelayedEntry(runAt: runAt, id: id))
+        delayedCount += 1
+    }
+
+    private func cancelMessage(_ id: TaskID) -> String { "task \(id) was cancelled" }
+
+    private mutating func failAttempt(
+        _ id: TaskID, code: ErrorCode, message: String, retryable: Bool, now: EpochMillis
+    ) -> Outcome {
         var task = live[id]!
-        if retryable && task.attempts < task.maxAttempts {
-            task.state = .queued
-            task.lastErrorCode = code
-            task.lastError = message
-            live[id] = task
-            queue.append(id, priority: task.priority)
-            return .retrying(id, attempt: task.attempts, code, message)
+        if task.cancelRequested {
+            return finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
         }
-        live[id] = nil
-        failedCount += 1
+        if retryable && task.record.attempts < task.record.maxAttempts {
+            let wait = configuration.retry.delay(
+                afterAttempt: task.record.attempts, random: Double.random(in: 0..<1, using: &random))
+            task.record.errorCode = code
+            task.record.errorMessage = message
+            task.record.runAt = now + wait
+            if wait > 0 {
+                task.record.state = .failed
+                live[id] = task
+                delay(id, until: task.record.runAt)
+            } else {
+                task.record.state = .queued
+                live[id] = task
+                queue.append(id, priority: task.record.priority, now: now)
+            }
+            changes.update(task.record)
+            return .retrying(id, attempt: task.record.attempts, code, message, runAt: task.record.runAt)
+        }
         let final =
-            retryable && task.maxAttempts > 1 ? "\(message) (attempt \(task.attempts) of \(task.maxAttempts))" : message
-        retire(
-            id,
-            FinishedTask(
-                handler: task.handler, priority: task.priority, attempts: task.attempts, maxAttempts: task.maxAttempts,
-                state: .dead, errorCode: code, error: final))
-        return .failed(id, task.waiter, code, final)
+            retryable && task.record.maxAttempts > 1
+            ? "\(message) (attempt \(task.record.attempts) of \(task.record.maxAttempts))" : message
+        return finish(id, state: .dead, code: code, message: final, now: now)
     }
 
-    private mutating func retire(_ id: TaskID, _ record: FinishedTask) {
+    /// Ends a live task in a final state, records it and returns what to tell its waiters.
+    private mutating func finish(
+        _ id: TaskID, state: TaskState, code: ErrorCode?, message: String, now: EpochMillis, result: ByteBuffer? = nil
+    ) -> Outcome {
+        guard var task = live.removeValue(forKey: id) else {
+            return .failed(id, [], code ?? .internalError, message)
+        }
+        if let unique = task.record.uniqueKey, uniqueKeys[unique] == id { uniqueKeys[unique] = nil }
+        task.record.state = state
+        task.record.finishedAt = now
+        if let code {
+            task.record.errorCode = code
+            task.record.errorMessage = message
+        }
+        changes.update(task.record)
+        // A finished task no longer needs its payload in memory.
+        task.record.payload = ByteBuffer()
+        retire(task.record)
+        switch state {
+        case .succeeded:
+            succeededCount += 1
+            return .succeeded(id, task.waiters, result ?? ByteBuffer())
+        case .cancelled:
+            cancelledCount += 1
+        default:
+            failedCount += 1
+        }
+        return .failed(id, task.waiters, code ?? .internalError, message)
+    }
+
+    private mutating func retire(_ record: TaskRecord) {
         guard configuration.retainFinished > 0 else { return }
         if finishedOrder.count >= configuration.retainFinished, let old = finishedOrder.popFirst() {
             finished[old] = nil
         }
-        finished[id] = record
-        finishedOrder.append(id)
+        finished[record.id] = record
+        finishedOrder.append(record.id)
+    }
+}
+
+struct DelayedEntry: Comparable {
+    var runAt: EpochMillis
+    var id: TaskID
+    static func < (a: DelayedEntry, b: DelayedEntry) -> Bool {
+        (a.runAt, a.id) < (b.runAt, b.id)
+    }
+}
+
+/// Store writes not yet handed to the store. Changes to a task whose insert
+/// (or earlier update) is still pending are folded into it, so a task that is
+/// submitted, run and finished within one group commit costs one row write.
+struct ChangeLog {
+    private var entries: [StoreChange] = []
+    private var index: [TaskID: Int] = [:]
+    var enabled = true
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func insert(_ record: TaskRecord) {
+        guard enabled else { return }
+        index[record.id] = entries.count
+        entries.append(.insert(record))
+    }
+
+    mutating func update(_ record: TaskRecord) {
+        guard enabled else { return }
+        if let at = index[record.id] {
+            switch entries[at] {
+            case .insert(var pending):
+                pending.state = record.state
+                pending.attempts = record.attempts
+                pending.runAt = record.runAt
+                pending.startedAt = record.startedAt
+                pending.finishedAt = record.finishedAt
+                pending.errorCode = record.errorCode
+                pending.errorMessage = record.errorMessage
+                pending.result = record.result
+                entries[at] = .insert(pending)
+            case .update:
+                entries[at] = .update(TaskUpdate(record))
+            }
+            return
+        }
+        index[record.id] = entries.count
+        entries.append(.update(TaskUpdate(record)))
+    }
+
+    mutating func take() -> [StoreChange] {
+        defer {
+            entries = []
+            index.removeAll(keepingCapacity: true)
+        }
+        return entries
     }
 }

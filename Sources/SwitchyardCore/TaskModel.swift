@@ -43,22 +43,44 @@ public enum HandlerStatus: UInt8, Sendable, Hashable {
     case retryableFailure = 2
 }
 
-/// A task's full record as TASK_INFO reports it.
+/// A task's full record as TASK_INFO reports it (and, without results, as
+/// TASK_LIST entries do).
+///
+/// Times are wall-clock milliseconds since the Unix epoch; 0 means "not yet"
+/// (a task that never started has `startedAt == 0`).
 public struct TaskInfo: Sendable, Hashable {
     public var id: TaskID
     public var state: TaskState
     public var handler: String
     public var priority: Int32
+    /// Attempts started so far, including one running now.
     public var attempts: UInt32
     public var maxAttempts: UInt32
+    /// The routing key given at submit, if any.
+    public var key: String?
+    /// The unique key given at submit, if any.
+    public var uniqueKey: String?
+    /// Per-attempt time limit in milliseconds; 0 means none.
+    public var timeoutMillis: UInt32
+    /// When the task may (next) run: its run-at time, or when a retry is due.
+    public var runAt: EpochMillis
+    /// When the server accepted it.
+    public var createdAt: EpochMillis
+    /// When its last attempt started; 0 if none has.
+    public var startedAt: EpochMillis
+    /// When it reached a final state; 0 until then.
+    public var finishedAt: EpochMillis
     /// Set when the last attempt failed.
     public var errorCode: ErrorCode?
     public var errorMessage: String?
-    /// The result, for a succeeded task whose record is still retained.
+    /// The result, for a succeeded task whose record is still retained. Always
+    /// nil in a TASK_LIST.
     public var result: ByteBuffer?
 
     public init(
         id: TaskID, state: TaskState, handler: String, priority: Int32, attempts: UInt32, maxAttempts: UInt32,
+        key: String? = nil, uniqueKey: String? = nil, timeoutMillis: UInt32 = 0, runAt: EpochMillis = 0,
+        createdAt: EpochMillis = 0, startedAt: EpochMillis = 0, finishedAt: EpochMillis = 0,
         errorCode: ErrorCode? = nil, errorMessage: String? = nil, result: ByteBuffer? = nil
     ) {
         self.id = id
@@ -67,9 +89,29 @@ public struct TaskInfo: Sendable, Hashable {
         self.priority = priority
         self.attempts = attempts
         self.maxAttempts = maxAttempts
+        self.key = key
+        self.uniqueKey = uniqueKey
+        self.timeoutMillis = timeoutMillis
+        self.runAt = runAt
+        self.createdAt = createdAt
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
         self.errorCode = errorCode
         self.errorMessage = errorMessage
         self.result = result
+    }
+
+    /// The client-visible part of a stored record: everything but the payload.
+    ///
+    /// - Parameter includingResult: false for TASK_LIST entries, which never
+    ///   carry results (a page of results could be far larger than a frame).
+    public init(_ record: TaskRecord, includingResult: Bool = true) {
+        self.init(
+            id: record.id, state: record.state, handler: record.handler, priority: record.priority,
+            attempts: record.attempts, maxAttempts: record.maxAttempts, key: record.key, uniqueKey: record.uniqueKey,
+            timeoutMillis: record.timeoutMillis, runAt: record.runAt, createdAt: record.createdAt,
+            startedAt: record.startedAt, finishedAt: record.finishedAt, errorCode: record.errorCode,
+            errorMessage: record.errorMessage, result: includingResult ? record.result : nil)
     }
 }
 

@@ -6,6 +6,7 @@ import Musl
 import Foundation
 import Logging
 import NIOCore
+import CSwitchyardSystem
 import NIOPosix
 import SwitchyardCore
 
@@ -33,9 +34,11 @@ final class Dispatcher: @unchecked Sendable {
     private var pluginFiles: [String]
     private var scheduler: Scheduler<Waiter>
 
-    // Handlers, learned from the workers' hellos.
+    // Handlers: ids for every name seen (loaded, or named by a restored task);
+    // what the workers loaded, learned from their hellos.
     private var handlerIDs: [String: HandlerID] = [:]
-    private var handlers: [LoadedHandler] = []
+    private var handlerNames: [String] = []
+    private var loadedHandlers: [HandlerID: LoadedHandler] = [:]
     private var skipped: [SkippedPlugin] = []
     private var reportedSkips: Set<SkippedPlugin> = []
 
@@ -69,6 +72,16 @@ final class Dispatcher: @unchecked Sendable {
     private var readyPromise: EventLoopPromise<Void>?
     let stopped: EventLoopPromise<Void>
 
+    /// The durable store's writer; nil with the memory store.
+    private var writer: StoreWriter?
+    /// Background submits to acknowledge once the current changes are committed.
+    private var pendingAcks: [(ClientConnection, UInt32, TaskID)] = []
+    private var storePassScheduled = false
+    private var delayTimer: (deadline: EpochMillis, task: Scheduled<Void>)?
+    private var timeoutSweepScheduled = false
+    /// Why a worker was killed on purpose, to report when it is reaped.
+    private var killedForTimeout: [Int: (task: TaskID, timeoutMillis: UInt32)] = [:]
+
     init(loop: EventLoop, configuration: HostConfiguration, logger: Logger, executable: String, pluginFiles: [String]) {
         self.loop = loop
         self.configuration = configuration
@@ -79,11 +92,34 @@ final class Dispatcher: @unchecked Sendable {
         self.scheduler = Scheduler(
             configuration: SchedulerConfiguration(
                 prefetch: configuration.prefetch, defaultMaxAttempts: configuration.defaultMaxAttempts,
-                retainFinished: configuration.retainFinished))
+                defaultTimeoutMillis: configuration.defaultTimeout.map { UInt32(clamping: $0.nanoseconds / 1_000_000) }
+                    ?? 0,
+                maxQueue: configuration.maxQueue, retry: configuration.retry,
+                agingMillis: configuration.aging.map { $0.nanoseconds / 1_000_000 } ?? 0,
+                retainFinished: configuration.retainFinished,
+                keepFinishedMillis: configuration.keepResults.nanoseconds / 1_000_000,
+                recordChanges: configuration.store != .memory))
         self.stopped = loop.makePromise()
     }
 
     // MARK: Start
+
+    /// Takes the durable store and brings back what it kept: queued and waiting
+    /// tasks resume; tasks that were running when the host stopped count that
+    /// attempt as failed and are retried. Call before `startWorkers`.
+    func attachStore(_ store: any TaskStore, unfinished: [TaskRecord], maxID: TaskID) {
+        loop.preconditionInEventLoop()
+        writer = StoreWriter(store: store, loop: loop, logger: logger)
+        let outcomes = scheduler.restore(unfinished, maxID: maxID, now: wallMillis()) { handlerID(for: $0) }
+        let interrupted = outcomes.count
+        if !unfinished.isEmpty {
+            logger.info(
+                "recovered \(unfinished.count) unfinished tasks from \(store.description); \(interrupted) were running when the host stopped and count that attempt as failed"
+            )
+        }
+        for outcome in outcomes { deliver(outcome) }
+        scheduleStorePass()
+    }
 
     /// Starts every worker; the future completes when each has said hello (or
     /// failed to start, which is logged and retried in the background).
@@ -166,14 +202,15 @@ final class Dispatcher: @unchecked Sendable {
         guard let worker = workers[slot], worker.generation == generation else { return }
         switch message {
         case .done(let id, let status, let body):
-            guard let outcome = scheduler.attemptFinished(slot: slot, id: id, status: status, body: body) else {
+            guard let outcome = scheduler.attemptFinished(slot: slot, id: id, status: status, body: body, now: wallMillis())
+            else {
                 logger.warning("worker \(slot) reported task \(id), which it was not holding")
                 return
             }
             deliver(outcome)
             pump()
         case .progress(let id, let done, let total):
-            if let waiter = scheduler.waiter(of: id) {
+            for waiter in scheduler.waiters(of: id) {
                 waiter.connection.send(.progress(id, done: done, total: total), requestID: waiter.requestID)
             }
         case .log(let level, let text):
@@ -191,6 +228,15 @@ final class Dispatcher: @unchecked Sendable {
         case .loading(let file, let handler):
             workers[slot]!.loading = (file, handler)
         }
+    }
+
+    /// The host-wide id of a handler name, assigned on first sight.
+    private func handlerID(for name: String) -> HandlerID {
+        if let id = handlerIDs[name] { return id }
+        let id = handlerNames.count
+        handlerNames.append(name)
+        handlerIDs[name] = id
+        return id
     }
 
     /// A worker died while opening `file` or running one of its handlers'
@@ -215,15 +261,9 @@ final class Dispatcher: @unchecked Sendable {
         }
         var ids: [HandlerID] = []
         for handler in hello.handlers {
-            if let id = handlerIDs[handler.name] {
-                ids.append(id)
-                handlers[id] = handler
-            } else {
-                let id = handlers.count
-                handlers.append(handler)
-                handlerIDs[handler.name] = id
-                ids.append(id)
-            }
+            let id = handlerID(for: handler.name)
+            loadedHandlers[id] = handler
+            ids.append(id)
         }
         workers[slot]!.state = .ready
         workers[slot]!.failedStarts = 0
@@ -267,6 +307,8 @@ final class Dispatcher: @unchecked Sendable {
         let description = "worker \(slot) (pid \(pid)) \(exit)"
         if expected {
             logger.debug("\(description)")
+        } else if killedForTimeout[slot] != nil {
+            logger.warning("\(description) after a task timeout; starting a replacement")
         } else if wasReady {
             logger.error("\(description); starting a replacement")
         } else if let loading = workers[slot]!.loading {
@@ -278,9 +320,17 @@ final class Dispatcher: @unchecked Sendable {
             workers[slot]!.failedStarts += 1
             logger.error("\(description) before it finished loading plugins; retrying with backoff")
         }
-        let running = workers[slot]!.board?.running
+        var running = workers[slot]!.board?.running
         workers[slot]!.board = nil
-        for outcome in scheduler.workerLost(slot: slot, running: running, reason: "\(description) while running this task") {
+        var code = ErrorCode.workerCrashed
+        var reason = "\(description) while running this task"
+        if let timedOut = killedForTimeout.removeValue(forKey: slot) {
+            running = timedOut.task
+            code = .timeout
+            reason =
+                "the attempt ran past its timeout of \(timedOut.timeoutMillis) ms; worker \(slot) (pid \(pid)) was killed and replaced"
+        }
+        for outcome in scheduler.workerLost(slot: slot, running: running, code: code, reason: reason, now: wallMillis()) {
             deliver(outcome)
         }
         if !expected {
@@ -299,6 +349,7 @@ final class Dispatcher: @unchecked Sendable {
 
     func connectionClosed(_ connection: ClientConnection) {
         connections[ObjectIdentifier(connection)] = nil
+        scheduler.dropWaiters { $0.connection === connection }
     }
 
     func handle(_ message: ClientMessage, requestID: UInt32, from connection: ClientConnection) {
@@ -306,22 +357,53 @@ final class Dispatcher: @unchecked Sendable {
         case .submit(let request):
             submit(request, requestID: requestID, from: connection)
         case .taskStatus(let id):
-            if let info = scheduler.info(id, handlerName: { handlers[$0].name }) {
-                connection.send(.taskInfo(info), requestID: requestID)
-            } else {
-                connection.send(
-                    .error(
-                        .unknownTask, taskID: id,
-                        message:
-                            "no task \(id): it never existed or its record expired (the last \(configuration.retainFinished) finished tasks are kept)"
-                    ), requestID: requestID)
+            withRecord(id, requestID: requestID, connection: connection) { record in
+                connection.send(.taskInfo(TaskInfo(record)), requestID: requestID)
             }
+        case .wait(let id):
+            wait(for: id, requestID: requestID, from: connection)
+        case .cancel(let id):
+            cancel(id, requestID: requestID, from: connection)
+        case .listTasks(let query):
+            listTasks(query, requestID: requestID, from: connection)
         case .serverStatus:
             connection.send(.serverInfo(status().encoded()), requestID: requestID)
         case .ping(let body):
             connection.send(.pong(body), requestID: requestID)
         case .hello:
             connection.fail(ProtocolError(.badRequest, "HELLO was already received on this connection"), requestID: requestID)
+        }
+    }
+
+    private func unknownTask(_ id: TaskID) -> ServerMessage {
+        .error(
+            .unknownTask, taskID: id,
+            message:
+                "no task \(id): it never existed or its record expired (finished tasks are kept for \(configuration.keepResults.nanoseconds / 1_000_000_000) s)"
+        )
+    }
+
+    /// Finds a task's record in memory, else in the store, and hands it to `body` on the loop.
+    private func withRecord(
+        _ id: TaskID, requestID: UInt32, connection: ClientConnection, _ body: @escaping (TaskRecord) -> Void
+    ) {
+        if let record = scheduler.record(id) {
+            body(record)
+            return
+        }
+        guard let writer else {
+            connection.send(unknownTask(id), requestID: requestID)
+            return
+        }
+        writer.read { try $0.fetch(id) }.whenComplete { [self] result in
+            switch result {
+            case .success(let record?): body(record)
+            case .success(nil): connection.send(unknownTask(id), requestID: requestID)
+            case .failure(let error):
+                connection.send(
+                    .error(.internalError, taskID: id, message: "cannot read task \(id) from the store: \(error)"),
+                    requestID: requestID)
+            }
         }
     }
 
@@ -332,8 +414,8 @@ final class Dispatcher: @unchecked Sendable {
                 requestID: requestID)
             return
         }
-        guard let handler = handlerIDs[request.handler] else {
-            let known = handlers.map(\.name).sorted().joined(separator: ", ")
+        guard let handler = handlerIDs[request.handler], loadedHandlers[handler] != nil else {
+            let known = loadedHandlers.values.map(\.name).sorted().joined(separator: ", ")
             connection.send(
                 .error(
                     .unknownHandler, taskID: 0,
@@ -342,53 +424,270 @@ final class Dispatcher: @unchecked Sendable {
                 ), requestID: requestID)
             return
         }
+        let now = wallMillis()
+        var runAt = request.runAt
+        if let delay = request.delayMillis { runAt = now + Int64(clamping: delay) }
         let waiter = request.background ? nil : Waiter(connection: connection, requestID: requestID)
-        let id = scheduler.submit(
-            handler: handler, priority: request.priority, payload: request.payload, maxAttempts: request.maxAttempts,
-            waiter: waiter)
-        if request.background {
-            connection.send(.accepted(id), requestID: requestID)
+        let submission = TaskSubmission(
+            handler: handler, handlerName: request.handler, payload: request.payload, priority: request.priority,
+            key: request.key, uniqueKey: request.uniqueKey, maxAttempts: request.maxAttempts,
+            timeoutMillis: request.timeoutMillis, runAt: runAt)
+        switch scheduler.submit(submission, waiter: waiter, now: now) {
+        case .created(let id), .existing(let id):
+            if request.background { acknowledge(id, requestID: requestID, connection: connection) }
+        case .queueFull(let limit):
+            connection.send(
+                .error(
+                    .queueFull, taskID: 0,
+                    message:
+                        "the queue holds its limit of \(limit) tasks; retry later, add workers, or raise serve --max-queue"
+                ), requestID: requestID)
+            return
         }
         pump()
     }
 
+    /// Sends ACCEPTED once the task is durable (at once with the memory store).
+    private func acknowledge(_ id: TaskID, requestID: UInt32, connection: ClientConnection) {
+        guard writer != nil else {
+            connection.send(.accepted(id), requestID: requestID)
+            return
+        }
+        pendingAcks.append((connection, requestID, id))
+        scheduleStorePass()
+    }
+
+    private func wait(for id: TaskID, requestID: UInt32, from connection: ClientConnection) {
+        switch scheduler.addWaiter(Waiter(connection: connection, requestID: requestID), to: id) {
+        case .waiting:
+            return
+        case .finished(let record):
+            answer(record, requestID: requestID, connection: connection)
+        case .unknown:
+            withRecord(id, requestID: requestID, connection: connection) { [self] record in
+                if record.state.isFinal {
+                    answer(record, requestID: requestID, connection: connection)
+                } else if case .waiting = scheduler.addWaiter(Waiter(connection: connection, requestID: requestID), to: id)
+                {
+                    return
+                } else {
+                    connection.send(unknownTask(id), requestID: requestID)
+                }
+            }
+        }
+    }
+
+    /// Answers a waiter from a finished task's record.
+    private func answer(_ record: TaskRecord, requestID: UInt32, connection: ClientConnection) {
+        if record.state == .succeeded {
+            connection.send(.result(record.id, record.result ?? ByteBuffer()), requestID: requestID)
+        } else {
+            connection.send(
+                .error(
+                    record.errorCode ?? .internalError, taskID: record.id,
+                    message: record.errorMessage ?? "task \(record.id) ended \(record.state)"), requestID: requestID)
+        }
+    }
+
+    private func cancel(_ id: TaskID, requestID: UInt32, from connection: ClientConnection) {
+        switch scheduler.cancel(id, now: wallMillis()) {
+        case .cancelled(let record, let waiters):
+            logger.info("task \(id) cancelled while \(record.state == .cancelled ? "waiting" : "\(record.state)")")
+            for waiter in waiters {
+                waiter.connection.send(
+                    .error(.cancelled, taskID: id, message: record.errorMessage ?? "task \(id) was cancelled"),
+                    requestID: waiter.requestID)
+            }
+            connection.send(.taskInfo(TaskInfo(record)), requestID: requestID)
+            scheduleStorePass()
+            pump()
+        case .willCancel(let record), .alreadyFinished(let record):
+            connection.send(.taskInfo(TaskInfo(record)), requestID: requestID)
+        case .unknown:
+            withRecord(id, requestID: requestID, connection: connection) { record in
+                connection.send(.taskInfo(TaskInfo(record)), requestID: requestID)
+            }
+        }
+    }
+
+    private func listTasks(_ query: TaskListQuery, requestID: UInt32, from connection: ClientConnection) {
+        guard let writer else {
+            connection.send(
+                .taskList(scheduler.list(query).map { TaskInfo($0, includingResult: false) }), requestID: requestID)
+            return
+        }
+        writer.readAfterWrites(scheduler.takeChanges()) { try $0.list(query) }.whenComplete { [self] result in
+            switch result {
+            case .success(let stored):
+                // The store may lag the last few changes: prefer what memory holds.
+                let records = stored.map { scheduler.record($0.id) ?? $0 }
+                connection.send(.taskList(records.map { TaskInfo($0, includingResult: false) }), requestID: requestID)
+            case .failure(let error):
+                connection.send(
+                    .error(.internalError, taskID: 0, message: "cannot list tasks from the store: \(error)"),
+                    requestID: requestID)
+            }
+        }
+    }
+
     // MARK: Dispatch
 
-    /// Sends every task that can go now.
+    /// Sends every task that can go now, then re-arms the timers.
     private func pump() {
-        while let dispatch = scheduler.nextDispatch() {
-            guard let link = workers[dispatch.slot]?.link else {
-                // Cannot happen: the scheduler only picks ready workers, and ready workers have links.
-                logger.critical("scheduler picked worker \(dispatch.slot), which has no link")
-                return
-            }
-            let payload = dispatch.payload
-            HostToWorker.writeTaskHeader(
-                id: dispatch.taskID, attempt: dispatch.attempt, priority: dispatch.priority,
-                handlerIndex: dispatch.localHandlerIndex, payloadLength: payload.readableBytes, to: &link.buffer)
-            if payload.readableBytes > OutboundLink.copyLimit {
-                link.appendLarge(payload)
-            } else {
-                var payload = payload
-                link.buffer.writeBuffer(&payload)
-            }
-            markDirty(link)
+        guard phase != .draining || writer == nil, phase != .stoppingWorkers, phase != .stopped else {
+            checkDrained()
+            return
         }
+        let now = wallMillis()
+        scheduler.promoteDue(now: now)
+        var sent = false
+        while let step = scheduler.nextStep(now: now) {
+            switch step {
+            case .outcome(let outcome):
+                deliver(outcome)
+            case .dispatch(let dispatch):
+                guard let link = workers[dispatch.slot]?.link else {
+                    // Cannot happen: the scheduler only picks ready workers, and ready workers have links.
+                    logger.critical("scheduler picked worker \(dispatch.slot), which has no link")
+                    return
+                }
+                let payload = dispatch.payload
+                HostToWorker.writeTaskHeader(
+                    id: dispatch.taskID, attempt: dispatch.attempt, priority: dispatch.priority,
+                    handlerIndex: dispatch.localHandlerIndex, payloadLength: payload.readableBytes, to: &link.buffer)
+                if payload.readableBytes > OutboundLink.copyLimit {
+                    link.appendLarge(payload)
+                } else {
+                    var payload = payload
+                    link.buffer.writeBuffer(&payload)
+                }
+                markDirty(link)
+                sent = true
+            }
+        }
+        if sent { scheduleTimeoutSweep() }
+        armDelayTimer()
+        scheduleStorePass()
         checkDrained()
     }
 
     private func deliver(_ outcome: Scheduler<Waiter>.Outcome) {
         switch outcome {
-        case .succeeded(let id, let waiter, let result):
-            waiter?.connection.send(.result(id, result), requestID: waiter!.requestID)
-        case .failed(let id, let waiter, let code, let message):
-            if let waiter {
+        case .succeeded(let id, let waiters, let result):
+            for waiter in waiters { waiter.connection.send(.result(id, result), requestID: waiter.requestID) }
+        case .failed(let id, let waiters, let code, let message):
+            for waiter in waiters {
                 waiter.connection.send(.error(code, taskID: id, message: message), requestID: waiter.requestID)
-            } else {
-                logger.info("task \(id) failed: \(code): \(message)")
             }
-        case .retrying(let id, let attempt, let code, let message):
-            logger.info("task \(id) attempt \(attempt) failed (\(code): \(message)); retrying")
+            if waiters.isEmpty { logger.info("task \(id) failed: \(code): \(message)") }
+        case .retrying(let id, let attempt, let code, let message, let runAt):
+            let wait = max(0, runAt - wallMillis())
+            logger.info("task \(id) attempt \(attempt) failed (\(code): \(message)); retrying in \(wait) ms")
+        }
+        scheduleStorePass()
+    }
+
+    // MARK: Timers
+
+    /// Arms one timer for the earliest delayed task, if it is earlier than the armed one.
+    private func armDelayTimer() {
+        guard let deadline = scheduler.nextDeadline() else { return }
+        if let armed = delayTimer, armed.deadline <= deadline { return }
+        delayTimer?.task.cancel()
+        let wait = max(0, deadline - wallMillis())
+        let task = loop.scheduleTask(in: .milliseconds(wait)) { [self] in
+            delayTimer = nil
+            pump()
+        }
+        delayTimer = (deadline, task)
+    }
+
+    /// While tasks are in flight, checks the workers' boards for a task past its
+    /// timeout, and kills that worker (it is replaced; the attempt fails with TIMEOUT).
+    private func scheduleTimeoutSweep() {
+        guard !timeoutSweepScheduled else { return }
+        timeoutSweepScheduled = true
+        loop.scheduleTask(in: .milliseconds(nextSweepDelay())) { [self] in
+            timeoutSweepScheduled = false
+            sweepTimeouts()
+        }
+    }
+
+    private func nextSweepDelay() -> Int64 {
+        var delay: Int64 = 100
+        let now = swy_monotonic_ns()
+        for (slot, worker) in workers.enumerated() {
+            guard let worker, let board = worker.board, let id = board.running else { continue }
+            let timeout = Int64(scheduler.timeoutMillis(of: id))
+            guard timeout > 0, slot < scheduler.workers.count else { continue }
+            let elapsed = Int64(truncatingIfNeeded: (now &- board.startedNanoseconds) / 1_000_000)
+            delay = min(delay, max(1, timeout - elapsed + 1))
+        }
+        return delay
+    }
+
+    private func sweepTimeouts() {
+        let now = swy_monotonic_ns()
+        var busy = false
+        for (slot, worker) in workers.enumerated() {
+            guard let worker, worker.state == .ready || worker.state == .stopping else { continue }
+            guard slot < scheduler.workers.count, !scheduler.workers[slot].inFlight.isEmpty else { continue }
+            busy = true
+            guard killedForTimeout[slot] == nil, let board = worker.board, let id = board.running else { continue }
+            let timeout = scheduler.timeoutMillis(of: id)
+            guard timeout > 0, now &- board.startedNanoseconds >= UInt64(timeout) * 1_000_000 else { continue }
+            logger.warning(
+                "task \(id) ran past its timeout of \(timeout) ms on worker \(slot) (pid \(worker.pid)); killing the worker")
+            killedForTimeout[slot] = (id, timeout)
+            WorkerSpawner.kill(worker.pid)
+        }
+        if busy { scheduleTimeoutSweep() }
+    }
+
+    // MARK: Store
+
+    /// At the end of this tick, hands the scheduler's changes (and the
+    /// acknowledgements that wait for them) to the store writer.
+    private func scheduleStorePass() {
+        guard writer != nil, !storePassScheduled, scheduler.hasChanges || !pendingAcks.isEmpty else { return }
+        storePassScheduled = true
+        loop.execute { [self] in
+            storePassScheduled = false
+            guard let writer else { return }
+            let acks = pendingAcks
+            pendingAcks = []
+            writer.write(scheduler.takeChanges()) { [self] result in
+                for (connection, requestID, id) in acks {
+                    switch result {
+                    case .success:
+                        connection.send(.accepted(id), requestID: requestID)
+                    case .failure(let error):
+                        connection.send(
+                            .error(
+                                .internalError, taskID: id,
+                                message: "task \(id) could not be stored (\(error)); it was not accepted durably"),
+                            requestID: requestID)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets finished tasks past the retention time, in memory and in the store.
+    func schedulePruning() {
+        let every = TimeAmount.milliseconds(min(60_000, max(1_000, configuration.keepResults.nanoseconds / 10_000_000)))
+        loop.scheduleRepeatedTask(initialDelay: every, delay: every) { [self] _ in
+            guard phase == .running else { return }
+            let now = wallMillis()
+            scheduler.pruneFinished(now: now)
+            let cutoff = now - configuration.keepResults.nanoseconds / 1_000_000
+            writer?.read { try $0.prune(finishedBefore: cutoff) }.whenComplete { [self] result in
+                switch result {
+                case .success(let count) where count > 0: logger.debug("pruned \(count) finished tasks")
+                case .success: break
+                case .failure(let error): logger.error("cannot prune finished tasks: \(error)")
+                }
+            }
         }
     }
 
@@ -419,8 +718,13 @@ final class Dispatcher: @unchecked Sendable {
         if phase == .starting { phase = .running }
     }
 
-    /// Stops taking tasks, lets accepted ones finish (up to the timeout), stops
+    /// Stops taking tasks, lets running ones finish (up to the timeout), stops
     /// the workers, then closes every connection. `stopped` completes at the end.
+    ///
+    /// With a durable store, queued and waiting tasks stay in it and run after
+    /// the next start: only tasks already on a worker are finished. With the
+    /// memory store, queued tasks are run too (nothing would keep them), and
+    /// tasks waiting for a later time end with SHUTTING_DOWN.
     func beginShutdown() {
         guard phase == .starting || phase == .running else { return }
         phase = .draining
@@ -428,24 +732,30 @@ final class Dispatcher: @unchecked Sendable {
             readyPromise = nil
             ready.fail(ConfigurationError("shut down before every worker started"))
         }
-        logger.info(
-            "shutting down: finishing \(scheduler.liveCount) accepted tasks (timeout \(configuration.shutdownTimeout.nanoseconds / 1_000_000_000) s)"
-        )
+        let timeout = configuration.shutdownTimeout.nanoseconds / 1_000_000_000
+        if writer != nil {
+            logger.info(
+                "shutting down: finishing \(scheduler.runningCount) running tasks (timeout \(timeout) s); \(scheduler.liveCount - scheduler.runningCount) queued or scheduled tasks stay in the store"
+            )
+        } else {
+            let waiting = scheduler.failWaiting(
+                code: .shuttingDown, message: "the server shut down before this task's run-at time",
+                now: wallMillis())
+            for outcome in waiting { deliver(outcome) }
+            logger.info("shutting down: finishing \(scheduler.liveCount) accepted tasks (timeout \(timeout) s)")
+        }
         loop.scheduleTask(in: configuration.shutdownTimeout) { [self] in
             guard phase == .draining else { return }
-            logger.warning("shutdown timeout: \(scheduler.liveCount) tasks did not finish")
-            for outcome in scheduler.failQueued(
-                code: .shuttingDown, message: "the server shut down before this task ran")
-            {
-                deliver(outcome)
-            }
+            logger.warning("shutdown timeout: \(scheduler.runningCount) running tasks did not finish")
             stopWorkers()
         }
         checkDrained()
     }
 
     private func checkDrained() {
-        if phase == .draining && scheduler.liveCount == 0 { stopWorkers() }
+        guard phase == .draining else { return }
+        let remaining = writer == nil ? scheduler.liveCount : scheduler.runningCount
+        if remaining == 0 { stopWorkers() }
     }
 
     private func stopWorkers() {
@@ -473,26 +783,53 @@ final class Dispatcher: @unchecked Sendable {
     private func checkStopped() {
         guard phase == .stoppingWorkers else { return }
         guard workers.allSatisfy({ $0 == nil || ($0!.state == .exited && $0!.exit != nil) }) else { return }
-        // Tasks a killed worker held cannot run any more.
-        for outcome in scheduler.failQueued(code: .shuttingDown, message: "the server shut down before this task ran") {
-            deliver(outcome)
-        }
         phase = .stopped
-        flushAll()
-        for connection in connections.values { connection.close() }
-        logger.info("stopped")
-        stopped.succeed()
+        delayTimer?.task.cancel()
+        delayTimer = nil
+        if writer != nil {
+            // Everything left stays in the store; tell whoever still waits.
+            for (id, waiters) in scheduler.detachAllWaiters() {
+                for waiter in waiters {
+                    waiter.connection.send(
+                        .error(
+                            .shuttingDown, taskID: id,
+                            message:
+                                "the server stopped; task \(id) stays in the store and runs after the next start (wait for it with `switchyard task \(id) --wait`)"
+                        ), requestID: waiter.requestID)
+                }
+            }
+        } else {
+            // Tasks a killed worker held cannot run any more.
+            for outcome in scheduler.failQueued(
+                code: .shuttingDown, message: "the server shut down before this task ran", now: wallMillis())
+            {
+                deliver(outcome)
+            }
+        }
+        let closed: EventLoopFuture<Void>
+        if let writer {
+            writer.write(scheduler.takeChanges())
+            closed = writer.close()
+        } else {
+            closed = loop.makeSucceededVoidFuture()
+        }
+        closed.whenComplete { [self] _ in
+            flushAll()
+            for connection in connections.values { connection.close() }
+            logger.info("stopped")
+            stopped.succeed()
+        }
     }
 
     // MARK: Status
 
     func status() -> ServerStatus {
-        var perHandlerWorkers = [Int](repeating: 0, count: handlers.count)
+        var perHandlerWorkers = [Int](repeating: 0, count: handlerNames.count)
         var workerList: [ServerStatus.Worker] = []
         for (slot, worker) in workers.enumerated() {
             guard let worker else { continue }
             let slotState = scheduler.workers[slot]
-            for handler in 0..<handlers.count where slotState.has(handler: handler) {
+            for handler in 0..<handlerNames.count where slotState.has(handler: handler) {
                 perHandlerWorkers[handler] += 1
             }
             workerList.append(
@@ -507,11 +844,18 @@ final class Dispatcher: @unchecked Sendable {
             strategy: scheduler.strategy.name, queued: scheduler.queue.count, running: scheduler.runningCount,
             succeeded: scheduler.succeededCount, failed: scheduler.failedCount, workerRestarts: workerRestarts,
             workers: workerList,
-            handlers: handlers.enumerated().map { index, handler in
+            handlers: loadedHandlers.map { id, handler in
                 ServerStatus.Handler(
                     name: handler.name, plugin: handler.plugin, pluginVersion: handler.pluginVersion,
-                    file: handler.file, workers: perHandlerWorkers[index])
+                    file: handler.file, workers: perHandlerWorkers[id])
             }.sorted { $0.name < $1.name },
             skippedPlugins: skipped)
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the scheduler's time.
+func wallMillis() -> EpochMillis {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return EpochMillis(ts.tv_sec) * 1_000 + EpochMillis(ts.tv_nsec / 1_000_000)
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import SwitchyardCore
 
 /// Everything a host needs to run. The CLI fills it from flags; a program that
 /// embeds the host builds one directly. Every field has a working default.
@@ -29,6 +30,28 @@ public struct HostConfiguration: Sendable {
     public var shutdownTimeout: TimeAmount
     /// How long a stopping worker may take to exit before it is killed (default 10 s).
     public var workerStopTimeout: TimeAmount
+    /// Where tasks are kept (default: memory; `switchyard serve` defaults to SQLite in its data dir).
+    public var store: StoreKind
+    /// Most tasks queued or waiting for their time at once; past it a submit gets
+    /// QUEUE_FULL (default 1,000,000).
+    public var maxQueue: Int
+    /// Per-attempt time limit when a submit names none (default 30 minutes; nil for none).
+    public var defaultTimeout: TimeAmount?
+    /// Waits between attempts after a retryable failure (default 1 s doubling to 10 min, 25% jitter).
+    public var retry: RetryPolicy
+    /// Waiting this long raises a queued task's priority by one, so low
+    /// priorities are not starved (default 10 s; nil turns ageing off).
+    public var aging: TimeAmount?
+    /// How long finished tasks and their results are kept (default 24 h).
+    public var keepResults: TimeAmount
+
+    /// Where the host keeps tasks.
+    public enum StoreKind: Sendable, Hashable {
+        /// In memory only: fastest; nothing survives a restart.
+        case memory
+        /// SQLite in WAL mode, `tasks.sqlite` in this directory.
+        case sqlite(directory: String, sync: SQLiteTaskStore.Sync)
+    }
 
     public enum PluginSource: Sendable, Hashable {
         /// `libswyplugin-*.so` in the directory of the running executable.
@@ -51,7 +74,13 @@ public struct HostConfiguration: Sendable {
         defaultMaxAttempts: UInt32 = 2,
         retainFinished: Int = 10_000,
         shutdownTimeout: TimeAmount = .seconds(30),
-        workerStopTimeout: TimeAmount = .seconds(10)
+        workerStopTimeout: TimeAmount = .seconds(10),
+        store: StoreKind = .memory,
+        maxQueue: Int = 1_000_000,
+        defaultTimeout: TimeAmount? = .minutes(30),
+        retry: RetryPolicy = RetryPolicy(),
+        aging: TimeAmount? = .seconds(10),
+        keepResults: TimeAmount = .hours(24)
     ) {
         self.host = host
         self.port = port
@@ -65,6 +94,12 @@ public struct HostConfiguration: Sendable {
         self.retainFinished = retainFinished
         self.shutdownTimeout = shutdownTimeout
         self.workerStopTimeout = workerStopTimeout
+        self.store = store
+        self.maxQueue = maxQueue
+        self.defaultTimeout = defaultTimeout
+        self.retry = retry
+        self.aging = aging
+        self.keepResults = keepResults
     }
 }
 

@@ -56,10 +56,22 @@ public final class SwitchyardHost: Service, Sendable {
         }
         let pluginFiles = try PluginDiscovery.files(for: configuration.plugins)
         let executable = try configuration.workerExecutable ?? PluginDiscovery.executablePath()
+        // Open the store first: a bad data dir fails here, before anything starts.
+        var opened: (any TaskStore, [TaskRecord], TaskID)?
+        if case .sqlite(let directory, let sync) = configuration.store {
+            let store = SQLiteTaskStore(directory: directory, sync: sync)
+            let (unfinished, maxID) = try store.open()
+            opened = (store, unfinished, maxID)
+        }
         let loop = group.next()
         let dispatcher = Dispatcher(
             loop: loop, configuration: configuration, logger: logger, executable: executable, pluginFiles: pluginFiles)
         state.withLockedValue { $0.dispatcher = dispatcher }
+
+        if let (store, unfinished, maxID) = opened {
+            try await loop.submit { dispatcher.attachStore(store, unfinished: unfinished, maxID: maxID) }.get()
+        }
+        try await loop.submit { dispatcher.schedulePruning() }.get()
         logger.info("starting \(configuration.workers) workers with \(pluginFiles.count) plugin files")
 
         try await loop.flatSubmit { dispatcher.startWorkers() }.get()

@@ -26,8 +26,38 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Directory of plugin .so files to load (default: the shipped plugins).")
     var plugins: String?
 
-    @Option(help: "Directory for the server's state (created if missing).")
+    @Option(help: "Directory for the server's state: the SQLite store (created if missing).")
     var dataDir: String = "switchyard-data"
+
+    @Option(help: "Where tasks are kept: sqlite (durable, in --data-dir) or memory (fastest; lost on restart).")
+    var store: StoreChoice = .sqlite
+
+    @Option(
+        help: """
+            SQLite durability: full (fsync every group commit: acknowledged tasks survive power loss)             or normal (survive a crash of the server, not of the machine).
+            """)
+    var sync: SQLiteTaskStore.Sync = .full
+
+    @Option(help: "Most tasks queued or waiting at once; past it a submit gets QUEUE_FULL.")
+    var maxQueue: Int = 1_000_000
+
+    @Option(help: "Per-attempt time limit when a submit names none (\(DurationArgument.help); 0s for none).")
+    var defaultTimeout: String = "30m"
+
+    @Option(help: "Wait before the first retry; each later one doubles it (\(DurationArgument.help)).")
+    var retryBase: String = "1s"
+
+    @Option(help: "Longest wait between retries.")
+    var retryMax: String = "10m"
+
+    @Option(help: "Random shortening of each retry wait, as a fraction from 0 to 1.")
+    var retryJitter: Double = 0.25
+
+    @Option(help: "Waiting this long raises a queued task's priority by one, so low priorities are not starved (0s: off).")
+    var aging: String = "10s"
+
+    @Option(help: "How long finished tasks and their results are kept.")
+    var keepResults: String = "24h"
 
     @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
     var config: [String] = []
@@ -61,6 +91,14 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
+        guard maxQueue >= 1 else { throw ValidationError("--max-queue must be 1 or more") }
+        guard (0...1).contains(retryJitter) else { throw ValidationError("--retry-jitter must be from 0 to 1") }
+        for (flag, text) in [
+            ("--default-timeout", defaultTimeout), ("--retry-base", retryBase), ("--retry-max", retryMax),
+            ("--aging", aging), ("--keep-results", keepResults),
+        ] {
+            do { _ = try DurationArgument(parsing: text) } catch { throw ValidationError("\(flag): \(error)") }
+        }
         for pair in config where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--config takes key=value, not `\(pair)`")
         }
@@ -90,7 +128,13 @@ struct ServeCommand: AsyncParsableCommand {
             host: address.host, port: address.port, workers: workers ?? System.coreCount,
             plugins: plugins.map { .directory($0) } ?? .shipped, pluginConfig: pluginConfig,
             maxFrameSize: maxFrameSize, prefetch: prefetch, defaultMaxAttempts: maxAttempts,
-            shutdownTimeout: .seconds(Int64(shutdownTimeout)))
+            shutdownTimeout: .seconds(Int64(shutdownTimeout)),
+            store: store == .memory ? .memory : .sqlite(directory: dataDir, sync: sync),
+            maxQueue: maxQueue,
+            defaultTimeout: try millis(defaultTimeout) == 0 ? nil : .milliseconds(try millis(defaultTimeout)),
+            retry: RetryPolicy(baseMillis: try millis(retryBase), maxMillis: try millis(retryMax), jitter: retryJitter),
+            aging: try millis(aging) == 0 ? nil : .milliseconds(try millis(aging)),
+            keepResults: .milliseconds(try millis(keepResults)))
         let host = SwitchyardHost(configuration: configuration, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
@@ -100,6 +144,19 @@ struct ServeCommand: AsyncParsableCommand {
         } catch let error as ConfigurationError {
             printError("error: \(error.description)")
             throw ExitCode(2)
+        } catch let error as StoreError {
+            printError("error: \(error.description)")
+            throw ExitCode(2)
         }
     }
+
+    private func millis(_ text: String) throws -> Int64 {
+        Int64(clamping: try DurationArgument(parsing: text).milliseconds)
+    }
+
+    enum StoreChoice: String, ExpressibleByArgument, CaseIterable {
+        case sqlite, memory
+    }
 }
+
+extension SQLiteTaskStore.Sync: ExpressibleByArgument {}

@@ -10,7 +10,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Argument(help: "A task id: show that task instead of the server.")
+    @Argument(help: "A task id: show that task instead of the server (as `switchyard task ID` does).")
     var id: TaskID?
 
     @Flag(help: "Print JSON.")
@@ -21,33 +21,11 @@ struct StatusCommand: AsyncParsableCommand {
             let client = try await connection.connect()
             defer { Task { try? await client.close() } }
             if let id {
-                printTask(try await client.taskInfo(id))
+                try showTask(try await client.taskInfo(id), json: json)
             } else {
                 printServer(try await client.serverStatus())
             }
         }
-    }
-
-    private func printTask(_ info: TaskInfo) {
-        let result = info.result.map { String(decoding: $0.readableBytesView, as: UTF8.self) }
-        if json {
-            var object: [String: Any] = [
-                "id": info.id, "state": info.state.description, "handler": info.handler, "priority": info.priority,
-                "attempts": info.attempts, "maxAttempts": info.maxAttempts,
-            ]
-            if let code = info.errorCode { object["errorCode"] = code.name }
-            if let message = info.errorMessage { object["error"] = message }
-            if let result { object["result"] = result }
-            let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
-            print(String(decoding: data, as: UTF8.self))
-            return
-        }
-        print("task \(info.id): \(info.state)")
-        print("  handler   \(info.handler)")
-        print("  priority  \(info.priority)")
-        print("  attempts  \(info.attempts) of \(info.maxAttempts)")
-        if let code = info.errorCode { print("  error     \(code.name): \(info.errorMessage ?? "")") }
-        if let result { print("  result    \(result.count > 200 ? String(result.prefix(200)) + "…" : result)") }
     }
 
     private func printServer(_ status: ServerStatus) {

@@ -44,8 +44,12 @@ struct ClientMessageRoundTripTests {
         SubmitRequest(handler: "echo", payload: text("hello")),
         SubmitRequest(handler: "echo", payload: ByteBuffer()),
         SubmitRequest(handler: "sha256", payload: pattern(1 << 20), priority: -5, background: true),
-        SubmitRequest(handler: "resize.v2-fast_x", payload: text("ünï ✓"), priority: Int32.max, maxAttempts: 100),
-        SubmitRequest(handler: "h", payload: ByteBuffer(), priority: Int32.min, background: true, maxAttempts: 1),
+        SubmitRequest(
+            handler: "resize.v2-fast_x", payload: text("ünï ✓"), priority: WireProtocol.priorityRange.upperBound,
+            maxAttempts: 100),
+        SubmitRequest(
+            handler: "h", payload: ByteBuffer(), priority: WireProtocol.priorityRange.lowerBound, background: true,
+            maxAttempts: 1),
     ]
 
     @Test(arguments: submits)

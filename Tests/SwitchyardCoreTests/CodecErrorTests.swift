@@ -69,7 +69,9 @@ struct CodecErrorTests {
     }
 
     static let truncatedReplies: [(FrameType, [UInt8], String)] = {
-        let infoHead = concat(be(UInt64(1)), [1], be(Int32(0)), be(UInt32(0)), be(UInt32(1)), short("echo"))
+        let fixed = concat(be(UInt64(1)), [1], be(Int32(0)), be(UInt32(0)), be(UInt32(1)))
+        let times = concat(be(UInt32(0)), be(Int64(5)), be(Int64(5)), be(Int64(0)), be(Int64(0)))
+        let infoHead = concat(fixed, times, short("echo"), short(""), short(""))
         return [
             (.helloOK, [0], "version"),
             (.helloOK, concat(be(UInt16(1)), [0, 0]), "max_frame_size"),
@@ -81,6 +83,15 @@ struct CodecErrorTests {
             (.error, concat(be(UInt16(5)), be(UInt64(0)), be(UInt16(10)), Array("short".utf8)), "message"),
             (.progress, concat(be(UInt64(1)), be(UInt64(1))), "total"),
             (.taskInfo, be(UInt64(1)), "state"),
+            (.taskInfo, fixed, "timeout_ms"),
+            (.taskInfo, concat(fixed, be(UInt32(0))), "run_at"),
+            (.taskInfo, concat(fixed, be(UInt32(0)), be(Int64(5))), "created_at"),
+            (.taskInfo, concat(fixed, be(UInt32(0)), be(Int64(5)), be(Int64(5))), "started_at"),
+            (.taskInfo, concat(fixed, be(UInt32(0)), be(Int64(5)), be(Int64(5)), be(Int64(0))), "finished_at"),
+            (.taskInfo, concat(fixed, times), "handler"),
+            (.taskInfo, concat(fixed, times, short("echo")), "key"),
+            (.taskInfo, concat(fixed, times, short("echo"), [3, 0x6B]), "key"),
+            (.taskInfo, concat(fixed, times, short("echo"), short("k")), "unique_key"),
             (.taskInfo, infoHead, "error_code"),
             (.taskInfo, concat(infoHead, be(UInt16(0)), medium("")), "has_result"),
         ]
@@ -147,7 +158,7 @@ struct CodecErrorTests {
         }
     }
 
-    @Test(arguments: [0, 2, 200] as [UInt8])
+    @Test(arguments: [0, 7, 200] as [UInt8])
     func unknownSubmitOptionTagIsBadRequest(tag: UInt8) {
         expectProtocolError(.badRequest, mentioning: "option tag \(tag)") {
             let option = [tag] + be(UInt16(1)) + [7]
@@ -209,8 +220,8 @@ struct CodecErrorTests {
     // MARK: Frames in the wrong direction
 
     @Test(arguments: [
-        FrameType.helloOK, .accepted, .result, .error, .progress, .taskInfo, .serverInfo, .pong, .workerConfig,
-        .workerDone, FrameType(rawValue: 0x00), FrameType(rawValue: 0x06), FrameType(rawValue: 0xFF),
+        FrameType.helloOK, .accepted, .result, .error, .progress, .taskInfo, .serverInfo, .pong, .taskList,
+        .workerConfig, .workerDone, FrameType(rawValue: 0x00), FrameType(rawValue: 0x09), FrameType(rawValue: 0xFF),
     ])
     func clientFrameWithANonClientTypeIsBadRequest(type: FrameType) {
         expectProtocolError(.badRequest, mentioning: "\(type)", "not a client request") {
@@ -218,7 +229,9 @@ struct CodecErrorTests {
         }
     }
 
-    @Test(arguments: [FrameType.hello, .submit, .ping, .workerHello, FrameType(rawValue: 0x89)])
+    @Test(arguments: [
+        FrameType.hello, .submit, .ping, .wait, .cancel, .listTasks, .workerHello, FrameType(rawValue: 0x8A),
+    ])
     func serverFrameWithANonServerTypeIsBadFrame(type: FrameType) {
         expectProtocolError(.badFrame, mentioning: "not a server reply") {
             _ = try ServerMessage(frame: frame(type, body: []))
@@ -257,8 +270,9 @@ struct CodecErrorTests {
             (.progress, be(UInt64(1)) + be(UInt64(1)) + be(UInt64(2)) + [0], "PROGRESS"),
             (
                 .taskInfo,
-                be(UInt64(1)) + [1] + be(Int32(0)) + be(UInt32(0)) + be(UInt32(1)) + short("echo") + be(UInt16(0))
-                    + medium("") + [0] + [0xAA], "TASK_INFO"
+                be(UInt64(1)) + [1] + be(Int32(0)) + be(UInt32(0)) + be(UInt32(1)) + be(UInt32(0))
+                    + be(Int64(1)) + be(Int64(1)) + be(Int64(0)) + be(Int64(0)) + short("echo") + short("")
+                    + short("") + be(UInt16(0)) + medium("") + [0] + [0xAA], "TASK_INFO"
             ),
         ]
         for (type, body, name) in cases {

@@ -9,7 +9,7 @@ let echo: HandlerID = 0
 let sha: HandlerID = 1
 let resize: HandlerID = 2
 
-/// An outcome in a comparable form.
+/// An outcome in a comparable form (the first waiter stands for all).
 enum Seen: Equatable {
     case succeeded(TaskID, waiter: String?, ByteBuffer)
     case failed(TaskID, waiter: String?, ErrorCode, String)
@@ -19,9 +19,9 @@ enum Seen: Equatable {
 extension Scheduler.Outcome where Waiter == String {
     var seen: Seen {
         switch self {
-        case .succeeded(let id, let waiter, let body): .succeeded(id, waiter: waiter, body)
-        case .failed(let id, let waiter, let code, let message): .failed(id, waiter: waiter, code, message)
-        case .retrying(let id, let attempt, let code, let message): .retrying(id, attempt: attempt, code, message)
+        case .succeeded(let id, let waiters, let body): .succeeded(id, waiter: waiters.first, body)
+        case .failed(let id, let waiters, let code, let message): .failed(id, waiter: waiters.first, code, message)
+        case .retrying(let id, let attempt, let code, let message, _): .retrying(id, attempt: attempt, code, message)
         }
     }
 }
@@ -29,11 +29,13 @@ extension Scheduler.Outcome where Waiter == String {
 /// A scheduler with one ready worker per entry of `workers`, each with those handlers.
 func makeScheduler(
     workers: [[HandlerID]], prefetch: Int = 16, maxAttempts: UInt32 = 2, retainFinished: Int = 100,
-    strategy: any DispatchStrategy = RoundRobinStrategy()
+    strategy: any DispatchStrategy = RoundRobinStrategy(), retry: RetryPolicy = .immediate, maxQueue: Int = 1_000_000,
+    agingMillis: Int64 = 0, recordChanges: Bool = false
 ) -> TestScheduler {
     var scheduler = TestScheduler(
         configuration: SchedulerConfiguration(
-            prefetch: prefetch, defaultMaxAttempts: maxAttempts, retainFinished: retainFinished),
+            prefetch: prefetch, defaultMaxAttempts: maxAttempts, maxQueue: maxQueue, retry: retry,
+            agingMillis: agingMillis, retainFinished: retainFinished, recordChanges: recordChanges),
         strategy: strategy)
     scheduler.setWorkerCount(workers.count)
     for (slot, handlers) in workers.enumerated() { scheduler.workerReady(slot: slot, handlers: handlers) }
@@ -41,17 +43,39 @@ func makeScheduler(
 }
 
 extension Scheduler {
-    /// Every dispatch available now, as (task, slot) pairs.
-    mutating func dispatchAll() -> [(task: TaskID, slot: Int)] {
+    /// Every dispatch available at `now`, as (task, slot) pairs.
+    mutating func dispatchAll(now: EpochMillis = 0) -> [(task: TaskID, slot: Int)] {
         var sent: [(TaskID, Int)] = []
-        while let dispatch = nextDispatch() { sent.append((dispatch.taskID, dispatch.slot)) }
+        while let dispatch = nextDispatch(now: now) { sent.append((dispatch.taskID, dispatch.slot)) }
         return sent
+    }
+
+    /// The next dispatch, ignoring tasks that end without one.
+    mutating func nextDispatch(now: EpochMillis = 0) -> Dispatch? {
+        while let step = nextStep(now: now) {
+            if case .dispatch(let dispatch) = step { return dispatch }
+        }
+        return nil
     }
 
     /// The queue's order, without changing it.
     var queuedOrder: [TaskID] {
         var copy = queue
-        return copy.removeAll()
+        var order: [TaskID] = []
+        while let id = copy.popFirst() { order.append(id) }
+        return order
+    }
+
+    mutating func submit(
+        handler: HandlerID, priority: Int32, payload: ByteBuffer, maxAttempts: UInt32?, waiter: Waiter?,
+        now: EpochMillis = 0
+    ) -> TaskID {
+        let result = submit(
+            TaskSubmission(
+                handler: handler, handlerName: nameOf(handler), payload: payload, priority: priority,
+                maxAttempts: maxAttempts), waiter: waiter, now: now)
+        guard case .created(let id) = result else { fatalError("submit was not created: \(result)") }
+        return id
     }
 
     mutating func submit(_ handler: HandlerID, priority: Int32 = 0, maxAttempts: UInt32? = nil, waiter: Waiter? = nil)
@@ -59,6 +83,12 @@ extension Scheduler {
     {
         submit(handler: handler, priority: priority, payload: ByteBuffer(string: "p"), maxAttempts: maxAttempts, waiter: waiter)
     }
+
+    /// The record as TASK_INFO shows it.
+    func info(_ id: TaskID, handlerName: (HandlerID) -> String) -> TaskInfo? { record(id).map { TaskInfo($0) } }
+
+    /// The first waiter of a live task.
+    func waiter(of id: TaskID) -> Waiter? { waiters(of: id).first }
 }
 
 func nameOf(_ handler: HandlerID) -> String { ["echo", "sha256", "resize"][handler] }
@@ -174,11 +204,25 @@ struct SchedulerTests {
         #expect(scheduler.queue.count == 1)
     }
 
-    @Test func aTaskForAHandlerNoWorkerHasWaits() {
+    @Test func aTaskForAHandlerNoReadyWorkerHasEndsWithUnknownHandler() {
         var scheduler = makeScheduler(workers: [[echo], [sha]])
-        _ = scheduler.submit(resize)
-        #expect(scheduler.nextDispatch() == nil)
+        _ = scheduler.submit(resize, waiter: "w")
+        guard case .outcome(let outcome) = scheduler.nextStep(now: 0) else {
+            Issue.record("expected the task to end")
+            return
+        }
+        #expect(outcome.seen == .failed(1, waiter: "w", .unknownHandler, "no loaded plugin has a handler named `resize` any more; the task was accepted while one did"))
+        #expect(scheduler.queue.count == 0)
+    }
+
+    @Test func aTaskWaitsWhileNoWorkerIsReady() {
+        var scheduler = makeScheduler(workers: [])
+        scheduler.setWorkerCount(2)
+        _ = scheduler.submit(echo)
+        #expect(scheduler.nextStep(now: 0) == nil)
         #expect(scheduler.queue.count == 1)
+        scheduler.workerReady(slot: 1, handlers: [echo])
+        #expect(scheduler.nextDispatch()?.slot == 1)
     }
 
     @Test func drainingWorkersTakeNothingNewButFinishWhatTheyHold() {

@@ -122,14 +122,21 @@ struct WireLayoutTests {
             id: 5, state: .succeeded, handler: "e", priority: 0, attempts: 1, maxAttempts: 2, result: text("ok"))
         #expect(
             written(.taskInfo(info), requestID: 6) == [
-                0x00, 0x00, 0x00, 0x24,  // 36 bytes follow
+                0x00, 0x00, 0x00, 0x4A,  // 74 bytes follow
                 0x86, 0x00, 0x00, 0x00, 0x00, 0x06,  // TASK_INFO, request id 6
                 0, 0, 0, 0, 0, 0, 0, 5,  // task id 5
                 0x03,  // state succeeded
                 0x00, 0x00, 0x00, 0x00,  // priority 0
                 0x00, 0x00, 0x00, 0x01,  // attempts 1
                 0x00, 0x00, 0x00, 0x02,  // max attempts 2
+                0x00, 0x00, 0x00, 0x00,  // no timeout
+                0, 0, 0, 0, 0, 0, 0, 0,  // run at: unset
+                0, 0, 0, 0, 0, 0, 0, 0,  // created at: unset
+                0, 0, 0, 0, 0, 0, 0, 0,  // started at: unset
+                0, 0, 0, 0, 0, 0, 0, 0,  // finished at: unset
                 0x01, 0x65,  // handler "e"
+                0x00,  // no key
+                0x00,  // no unique key
                 0x00, 0x00,  // no error code
                 0x00, 0x00,  // empty error message
                 0x01,  // has result
@@ -178,8 +185,9 @@ struct WireLayoutTests {
         #expect(WireProtocol.maxPingBody == 1024)
         #expect(
             [ErrorCode.badFrame, .frameTooLarge, .unsupportedVersion, .handshakeRequired, .badRequest,
-             .unknownHandler, .unknownTask, .handlerFailed, .workerCrashed, .shuttingDown, .queueFull,
-             .tooManyRequests, .internalError].map(\.rawValue) == [1, 2, 3, 4, 5, 10, 11, 20, 21, 30, 31, 32, 99])
+             .unknownHandler, .unknownTask, .cancelled, .handlerFailed, .workerCrashed, .timeout, .shuttingDown,
+             .queueFull, .tooManyRequests, .internalError].map(\.rawValue)
+                == [1, 2, 3, 4, 5, 10, 11, 12, 20, 21, 22, 30, 31, 32, 99])
         #expect(TaskState.allCases.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7])
     }
 }
