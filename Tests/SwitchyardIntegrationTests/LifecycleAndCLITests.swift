@@ -48,7 +48,7 @@ import Testing
             try await client.submit("sleep", payload: Array("800".utf8)) { _, _ in runningContinuation.yield() }
         }
         for await _ in running { break }
-        kill(server.process.processIdentifier, SIGTERM)
+        server.signal(SIGTERM)
         // The server stops accepting at once; an open connection is told why.
         var refused: SwitchyardError?
         while refused == nil {
@@ -61,6 +61,20 @@ import Testing
         #expect(refused?.code == .shuttingDown || refused?.code == nil, "\(String(describing: refused))")
         #expect(String(decoding: try await long.value, as: UTF8.self) == "slept 800 ms")
         #expect(await server.waitForExit() == 0)
+    }
+}
+
+@Suite struct ClosedConnectionTests {
+    @Test func aRequestOnAConnectionTheServerClosedFailsInsteadOfHanging() async throws {
+        let server = try await ServerProcess.start(workers: 1)
+        let client = try await server.connect()
+        try await client.ping()
+        #expect(await server.stop() == 0)
+        // The channel is closed by now; each request must fail at once, every time.
+        for _ in 0..<3 {
+            let error = await #expect(throws: SwitchyardError.self) { try await client.ping() }
+            #expect(error?.code == nil, "a connection failure, not a server error")
+        }
     }
 }
 
@@ -123,7 +137,7 @@ import Testing
         let result = try await run(Paths.switchyard, ["serve", "--workers", "0"])
         #expect(result.status != 0)
         #expect(result.stderr.contains("--workers"), "\(result.stderr)")
-        let plugins = try await run(Paths.switchyard, ["serve", "--listen", "127.0.0.1:0", "--plugins", "/nonexistent/dir"])
+        let plugins = try await run(Paths.switchyard, ["serve", "--listen", "127.0.0.1:0", "--store", "memory", "--plugins", "/nonexistent/dir"])
         #expect(plugins.status != 0)
         #expect(plugins.stderr.contains("/nonexistent/dir"), "\(plugins.stderr)")
     }

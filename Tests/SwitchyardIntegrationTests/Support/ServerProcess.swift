@@ -2,6 +2,8 @@ import Foundation
 import NIOConcurrencyHelpers
 import SwitchyardClient
 import SwitchyardCore
+import Subprocess
+import SystemPackage
 import Testing
 
 /// Where the package's build products and sources are.
@@ -59,37 +61,29 @@ struct CommandResult: Sendable {
     var stderr: String
 }
 
-/// Runs a program to completion and captures its output.
+/// Runs a program to completion and captures its output (through
+/// swift-subprocess: Foundation's `Process` lost exit notifications when the
+/// tests started many processes in parallel, and the run hung).
 @discardableResult
 func run(_ program: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil)
     async throws -> CommandResult
 {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program)
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    let input = Pipe()
-    process.standardInput = input
-    let exited = AsyncStream<Int32>.makeStream()
-    process.terminationHandler = { exited.continuation.yield($0.terminationStatus) }
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    // Read both pipes to the end before waiting, so a full pipe cannot block the child.
-    async let stdoutData = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-    async let stderrData = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
-    let (o, e) = await (stdoutData, stderrData)
-    var status: Int32 = -1
-    for await s in exited.stream {
-        status = s
-        break
-    }
+    var overrides: [Environment.Key: String?] = [:]
+    for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
+    let result = try await Subprocess.run(
+        .path(FilePath(program)), arguments: Arguments(arguments), environment: .inherit.updating(overrides),
+        input: .string(stdin ?? ""), output: .string(limit: 1 << 24), error: .string(limit: 1 << 24))
     return CommandResult(
-        status: status, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        status: exitCode(result.terminationStatus), stdout: result.standardOutput,
+        stderr: result.standardError)
+}
+
+/// An exit status as a shell shows it: the code, or 128 + the signal.
+func exitCode(_ status: TerminationStatus) -> Int32 {
+    switch status {
+    case .exited(let code): Int32(code)
+    case .signaled(let signal): 128 + Int32(signal)
+    }
 }
 
 /// Compiles a C plugin with the SDK header, as a plugin author would.
@@ -106,73 +100,81 @@ func compilePlugin(_ source: String, to output: String, defines: [String] = []) 
 /// `start` returns once the server logged its "listening on" line; every log
 /// line is kept so tests can assert on them.
 final class ServerProcess: Sendable {
-    let process: Process
+    let pid: pid_t
     let address: HostPort
     private let logLines: NIOLockedValueBox<[String]>
-    private let exitStream: AsyncStream<Int32>
+    private let exit: Task<Int32, Error>
+    private let exited: NIOLockedValueBox<Bool>
+    /// The data directory it was given when the caller named none (removed with the server).
+    private let ownDataDirectory: TemporaryDirectory?
 
+    /// Starts a server; with no `dataDirectory`, a fresh temporary one (so
+    /// servers of parallel tests never share a store).
     static func start(
-        workers: Int = 2, plugins: String? = nil, extraArguments: [String] = []
+        workers: Int = 2, plugins: String? = nil, dataDirectory: String? = nil, extraArguments: [String] = []
     ) async throws -> ServerProcess {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Paths.switchyard)
-        var arguments = ["serve", "--listen", "127.0.0.1:0", "--workers", "\(workers)"]
+        let own = dataDirectory == nil ? try TemporaryDirectory() : nil
+        var arguments = [
+            "serve", "--listen", "127.0.0.1:0", "--workers", "\(workers)", "--data-dir", dataDirectory ?? own!.path,
+        ]
         if let plugins { arguments += ["--plugins", plugins] }
-        process.arguments = arguments + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        let err = Pipe()
-        process.standardError = err
-        let (exitStream, exitContinuation) = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = {
-            exitContinuation.yield($0.terminationStatus)
-            exitContinuation.finish()
-        }
+        arguments += extraArguments
         let lines = NIOLockedValueBox<[String]>([])
-        let (listening, listeningContinuation) = AsyncStream<String?>.makeStream()
-        // One reader thread per server: collects lines and reports the listen address.
-        let reader = Thread {
-            var pending = Data()
-            var reported = false
-            let handle = err.fileHandleForReading
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                pending.append(chunk)
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
-                    pending.removeSubrange(pending.startIndex...newline)
+        let exited = NIOLockedValueBox(false)
+        let (started, startedContinuation) = AsyncStream<(pid_t, HostPort?)>.makeStream()
+        // The process lives as long as this task: it reads the log until the
+        // server and its workers have closed it, then reaps the server.
+        let exit = Task<Int32, Error> {
+            let result = try await Subprocess.run(
+                .path(FilePath(Paths.switchyard)), arguments: Arguments(arguments), input: .none,
+                output: .discarded, error: .sequence
+            ) { execution in
+                let pid = execution.processIdentifier.value
+                var reported = false
+                // SWITCHYARD_TEST_LOG_DIR=DIR keeps each server's log in DIR/PID.log, for post-mortems.
+                let keep = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG_DIR"].flatMap {
+                    FileManager.default.createFile(atPath: "\($0)/\(pid).log", contents: nil)
+                    return FileHandle(forWritingAtPath: "\($0)/\(pid).log")
+                }
+                for try await line in execution.standardError.strings() {
                     lines.withLockedValue { $0.append(line) }
+                    keep?.write(Data((line + "\n").utf8))
                     if !reported, let range = line.range(of: "listening on ") {
-                        let rest = line[range.upperBound...]
                         reported = true
-                        listeningContinuation.yield(String(rest.prefix { $0 != " " }))
+                        let shown = String(line[range.upperBound...].prefix { $0 != " " })
+                        startedContinuation.yield((pid, try? HostPort(parsing: shown)))
                     }
                 }
+                if !reported { startedContinuation.yield((pid, nil)) }
             }
-            if !reported { listeningContinuation.yield(nil) }
-            listeningContinuation.finish()
+            startedContinuation.finish()
+            exited.withLockedValue { $0 = true }
+            return exitCode(result.terminationStatus)
         }
-        try process.run()
-        reader.start()
-        var address: HostPort?
-        for await shown in listening {
-            address = shown.flatMap { try? HostPort(parsing: $0) }
+        var outcome: (pid_t, HostPort?)?
+        for await value in started {
+            outcome = value
             break
         }
-        guard let address else {
-            process.terminate()
+        guard let (pid, address) = outcome, let address else {
+            let status = try? await exit.value
             let log = lines.withLockedValue { $0.joined(separator: "\n") }
-            throw TestFailure("the server exited before it listened; its log:\n\(log)")
+            throw TestFailure("the server exited (\(status.map(String.init) ?? "?")) before it listened; its log:\n\(log)")
         }
-        return ServerProcess(process: process, address: address, logLines: lines, exitStream: exitStream)
+        return ServerProcess(
+            pid: pid, address: address, logLines: lines, exit: exit, exited: exited, ownDataDirectory: own)
     }
 
-    private init(process: Process, address: HostPort, logLines: NIOLockedValueBox<[String]>, exitStream: AsyncStream<Int32>) {
-        self.process = process
+    private init(
+        pid: pid_t, address: HostPort, logLines: NIOLockedValueBox<[String]>, exit: Task<Int32, Error>,
+        exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?
+    ) {
+        self.exited = exited
+        self.pid = pid
         self.address = address
         self.logLines = logLines
-        self.exitStream = exitStream
+        self.exit = exit
+        self.ownDataDirectory = ownDataDirectory
     }
 
     var log: [String] { logLines.withLockedValue { $0 } }
@@ -181,20 +183,27 @@ final class ServerProcess: Sendable {
         try await SwitchyardClient.connect(to: address)
     }
 
+    /// Sends a signal to the server process.
+    func signal(_ signal: Int32) {
+        if !exited.withLockedValue({ $0 }) { kill(pid, signal) }
+    }
+
     /// Sends SIGTERM (or `signal`) and waits for the process to exit.
     @discardableResult
     func stop(signal: Int32 = SIGTERM) async -> Int32 {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        self.signal(signal)
         return await waitForExit()
     }
 
+    /// The exit status, once the server (and every worker, which shares its
+    /// log) has exited.
     func waitForExit() async -> Int32 {
-        for await status in exitStream { return status }
-        return process.terminationStatus
+        (try? await exit.value) ?? -1
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        // A test that failed halfway must not leave a server behind.
+        signal(SIGKILL)
     }
 }
 
@@ -205,10 +214,11 @@ struct TestFailure: Error, CustomStringConvertible {
 
 /// Runs `body` with a started server and always stops it afterwards.
 func withServer<T>(
-    workers: Int = 2, plugins: String? = nil, extraArguments: [String] = [],
+    workers: Int = 2, plugins: String? = nil, dataDirectory: String? = nil, extraArguments: [String] = [],
     _ body: (ServerProcess) async throws -> T
 ) async throws -> T {
-    let server = try await ServerProcess.start(workers: workers, plugins: plugins, extraArguments: extraArguments)
+    let server = try await ServerProcess.start(
+        workers: workers, plugins: plugins, dataDirectory: dataDirectory, extraArguments: extraArguments)
     do {
         let value = try await body(server)
         await server.stop()
