@@ -427,6 +427,15 @@ final class Dispatcher: @unchecked Sendable {
         let now = wallMillis()
         var runAt = request.runAt
         if let delay = request.delayMillis { runAt = now + Int64(clamping: delay) }
+        if let runAt, runAt > now + Int64(WireProtocol.maxDelayMillis) {
+            connection.send(
+                .error(
+                    .badRequest, taskID: 0,
+                    message:
+                        "SUBMIT run_at is more than 366 days after the server's clock (\(now) ms since the epoch); schedule it closer"
+                ), requestID: requestID)
+            return
+        }
         let waiter = request.background ? nil : Waiter(connection: connection, requestID: requestID)
         let submission = TaskSubmission(
             handler: handler, handlerName: request.handler, payload: request.payload, priority: request.priority,

@@ -250,6 +250,12 @@ import Testing
             request.delayMillis = 400 * 86_400_000
             let raw = await #expect(throws: SwitchyardError.self) { _ = try await client.send(.submit(request)) }
             #expect(raw?.code == .badRequest)
+            // A run-at far in the future passes the codec (it has no clock) but not the server.
+            var far = SubmitRequest(handler: "echo", payload: ByteBuffer(), priority: 0, background: true)
+            far.runAt = EpochMillis(Date().timeIntervalSince1970 * 1000) + 400 * 86_400_000
+            let tooFar = await #expect(throws: SwitchyardError.self) { _ = try await client.send(.submit(far)) }
+            #expect(tooFar?.code == .badRequest)
+            #expect(tooFar?.message.contains("366 days") == true, "\(tooFar?.message ?? "")")
             try await client.ping()
             try await client.close()
         }
