@@ -7,6 +7,9 @@ import PackageDescription
 let cPlugins = ["echo", "sha256", "sleep", "fail", "crash"]
 
 let strictC: [CSetting] = [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+// The scheduler and codec are generic and called per task from the host:
+// let the host specialize and inline them (measured: see the issue notes).
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
 
 var package = Package(
     name: "Switchyard",
@@ -41,7 +44,8 @@ var package = Package(
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HeapModule", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: crossModule
         ),
         // The embeddable host runtime: server, worker pool, plugin loading.
         .target(
