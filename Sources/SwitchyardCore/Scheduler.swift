@@ -24,6 +24,11 @@ public struct WorkerSlot: Sendable {
     public internal(set) var localHandlerIndex: [Int32] = []
     /// How many tasks may be in flight on this worker at once.
     public internal(set) var window: Int
+    /// Moving average of the time one task takes on this worker (ns), measured
+    /// between completions while it is busy.
+    public internal(set) var serviceNanosAverage: UInt64 = 0
+    /// When the worker last became busy or finished a task while busy.
+    var busySinceNanos: UInt64 = 0
 
     init(window: Int) { self.window = window }
 
@@ -88,11 +93,15 @@ public struct SchedulerConfiguration: Sendable {
     public var keepFinishedMillis: Int64
     /// Whether to collect `StoreChange`s for a durable store.
     public var recordChanges: Bool
+    /// Faulty picks a strategy may make before it is switched off and the one
+    /// it replaced is restored (0: never switch off).
+    public var maxStrategyFaults: UInt64
 
     public init(
         prefetch: Int = 16, defaultMaxAttempts: UInt32 = 2, defaultTimeoutMillis: UInt32 = 0,
         maxQueue: Int = 10_000_000, retry: RetryPolicy = .init(), agingMillis: Int64 = 10_000,
-        retainFinished: Int = 10_000, keepFinishedMillis: Int64 = 86_400_000, recordChanges: Bool = false
+        retainFinished: Int = 10_000, keepFinishedMillis: Int64 = 86_400_000, recordChanges: Bool = false,
+        maxStrategyFaults: UInt64 = 100
     ) {
         self.prefetch = prefetch
         self.defaultMaxAttempts = defaultMaxAttempts
@@ -103,6 +112,7 @@ public struct SchedulerConfiguration: Sendable {
         self.retainFinished = retainFinished
         self.keepFinishedMillis = keepFinishedMillis
         self.recordChanges = recordChanges
+        self.maxStrategyFaults = maxStrategyFaults
     }
 }
 
@@ -212,7 +222,15 @@ public struct Scheduler<Waiter> {
     private var finished: [TaskID: TaskRecord] = [:]
     private var finishedOrder = CircularBuffer<TaskID>()
     private var nextID: TaskID = 1
+    /// The strategy for handlers without their own.
     public private(set) var strategy: any DispatchStrategy
+    /// Per-handler strategies.
+    public private(set) var handlerStrategies: [HandlerID: any DispatchStrategy] = [:]
+    /// What each scope had before its current strategy, restored after too many faults.
+    private var previousStrategies: [StrategyScope: any DispatchStrategy] = [:]
+    /// Faulty picks of each scope's current strategy.
+    public private(set) var faultsByScope: [StrategyScope: UInt64] = [:]
+    private var notices: [StrategyNotice] = []
     private var fallback = RoundRobinStrategy()
     private var random = SystemRandomNumberGenerator()
     private var changes = ChangeLog()
@@ -249,11 +267,16 @@ public struct Scheduler<Waiter> {
         for (local, handler) in handlers.enumerated() { map[handler] = Int32(local) }
         workers[slot].localHandlerIndex = map
         workers[slot].state = .ready
+        workers[slot].serviceNanosAverage = 0
+        tell(.workerJoined(slot: slot, handlers: handlers))
     }
 
     /// Stop sending to the worker in `slot`; what it holds still completes.
     public mutating func drainWorker(slot: Int) {
-        if workers[slot].state == .ready { workers[slot].state = .draining }
+        if workers[slot].state == .ready {
+            workers[slot].state = .draining
+            tell(.workerDraining(slot: slot))
+        }
     }
 
     /// The worker in `slot` is gone. The task it was running (`running`, from its
@@ -268,6 +291,7 @@ public struct Scheduler<Waiter> {
         workers[slot].inFlight.removeAll()
         workers[slot].state = .absent
         workers[slot].localHandlerIndex = []
+        tell(.workerLeft(slot: slot))
         // Blame the task the worker said it was running; when it said none
         // (killed between tasks), the oldest, which bounds how often an unlucky
         // task can be re-run without being charged.
@@ -365,15 +389,21 @@ public struct Scheduler<Waiter> {
 
     /// The next task to send and where, or a task that can never run here, or
     /// nil when the queue is empty or its head must wait for a worker with room.
-    /// Call until nil after any event.
-    public mutating func nextStep(now: EpochMillis) -> Step? {
+    /// Call until nil after any event. `nanos` is a monotonic clock, for
+    /// service times.
+    public mutating func nextStep(now: EpochMillis, nanos: UInt64 = 0) -> Step? {
         guard let id = queue.first(now: now), let task = live[id] else { return nil }
         let candidate = DispatchCandidate(
             taskID: id, handler: task.handler, priority: task.record.priority, attempt: task.record.attempts + 1,
-            payloadSize: task.record.payload.readableBytes)
-        var chosen = strategy.pick(candidate, workers: workers)
+            payloadSize: task.record.payload.readableBytes, key: task.record.key)
+        let scope: StrategyScope = handlerStrategies[task.handler] == nil ? .default : .handler(task.handler)
+        var chosen: Int?
+        switch scope {
+        case .default: chosen = strategy.pick(candidate, workers: workers)
+        case .handler(let handler): chosen = handlerStrategies[handler]!.pick(candidate, workers: workers)
+        }
         if let slot = chosen, !(slot >= 0 && slot < workers.count && workers[slot].canTake(handler: task.handler)) {
-            strategyFaults += 1
+            strategyFault(scope, answer: slot, handler: task.handler)
             chosen = fallback.pick(candidate, workers: workers)
         }
         guard let slot = chosen else {
@@ -398,8 +428,10 @@ public struct Scheduler<Waiter> {
         record.attempts += 1
         record.startedAt = now
         live[id]!.record = record
+        if workers[slot].inFlight.isEmpty { workers[slot].busySinceNanos = nanos }
         workers[slot].inFlight.append(id)
         changes.update(record)
+        tell(.dispatched(slot: slot, handler: task.handler, task: id))
         return .dispatch(
             Dispatch(
                 taskID: id, slot: slot, localHandlerIndex: UInt16(workers[slot].localHandlerIndex[task.handler]),
@@ -409,7 +441,7 @@ public struct Scheduler<Waiter> {
     /// The worker in `slot` finished an attempt of task `id`. Returns nil when
     /// the worker was not holding that task (a protocol fault the host logs).
     public mutating func attemptFinished(
-        slot: Int, id: TaskID, status: HandlerStatus, body: ByteBuffer, now: EpochMillis = 0
+        slot: Int, id: TaskID, status: HandlerStatus, body: ByteBuffer, now: EpochMillis = 0, nanos: UInt64 = 0
     ) -> Outcome? {
         guard slot < workers.count else { return nil }
         if workers[slot].inFlight.first == id {
@@ -420,7 +452,13 @@ public struct Scheduler<Waiter> {
             return nil
         }
         workers[slot].tasksDone += 1
+        let service = nanos &- workers[slot].busySinceNanos
+        workers[slot].busySinceNanos = nanos
+        let average = workers[slot].serviceNanosAverage
+        // An exponentially weighted average over about the last eight tasks.
+        workers[slot].serviceNanosAverage = average == 0 ? service : average - average / 8 + service / 8
         guard let task = live[id] else { return nil }
+        tell(.finished(slot: slot, handler: task.handler, task: id, serviceNanos: service))
         if task.cancelRequested {
             return finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
         }
@@ -550,6 +588,88 @@ public struct Scheduler<Waiter> {
     /// The store writes collected since the last call, in order.
     public mutating func takeChanges() -> [StoreChange] { changes.take() }
     public var hasChanges: Bool { !changes.isEmpty }
+
+    // MARK: Strategies
+
+    /// Installs `newStrategy` for `scope` between two dispatch decisions: tasks
+    /// already sent are untouched. It first hears of every ready worker. The
+    /// strategy it replaces is kept, to come back if the new one misbehaves.
+    public mutating func setStrategy(_ newStrategy: any DispatchStrategy, scope: StrategyScope) {
+        var installed = newStrategy
+        for (slot, worker) in workers.enumerated() where worker.state != .absent {
+            let handlers = worker.localHandlerIndex.indices.filter { worker.localHandlerIndex[$0] >= 0 }
+            installed.observe(.workerJoined(slot: slot, handlers: handlers))
+            if worker.state == .draining { installed.observe(.workerDraining(slot: slot)) }
+        }
+        switch scope {
+        case .default:
+            previousStrategies[scope] = strategy
+            strategy = installed
+        case .handler(let handler):
+            if let current = handlerStrategies[handler] { previousStrategies[scope] = current }
+            handlerStrategies[handler] = installed
+        }
+        faultsByScope[scope] = 0
+    }
+
+    /// Removes a handler's own strategy: it uses the default again.
+    public mutating func clearStrategy(handler: HandlerID) {
+        handlerStrategies[handler] = nil
+        previousStrategies[.handler(handler)] = nil
+        faultsByScope[.handler(handler)] = nil
+    }
+
+    /// Changes the scheduler made on its own since the last call.
+    public mutating func takeStrategyNotices() -> [StrategyNotice] {
+        defer { notices = [] }
+        return notices
+    }
+
+    private mutating func strategyFault(_ scope: StrategyScope, answer: Int, handler: HandlerID) {
+        strategyFaults += 1
+        let faults = (faultsByScope[scope] ?? 0) + 1
+        faultsByScope[scope] = faults
+        guard configuration.maxStrategyFaults > 0, faults >= configuration.maxStrategyFaults else { return }
+        let restored = previousStrategies.removeValue(forKey: scope) ?? RoundRobinStrategy()
+        let disabled: String
+        switch scope {
+        case .default:
+            disabled = strategy.name
+            strategy = restored
+        case .handler(let handler):
+            disabled = handlerStrategies[handler]?.name ?? "?"
+            handlerStrategies[handler] = restored
+        }
+        faultsByScope[scope] = 0
+        // The restored strategy may have missed events: replay the workers.
+        setStrategyViews(scope)
+        notices.append(
+            StrategyNotice(
+                scope: scope, disabled: disabled, restored: restored.name,
+                reason: "\(faults) picks named a worker that could not take the task (the last: slot \(answer) for handler \(handler))"
+            ))
+    }
+
+    private mutating func setStrategyViews(_ scope: StrategyScope) {
+        var events: [StrategyEvent] = []
+        for (slot, worker) in workers.enumerated() where worker.state != .absent {
+            let handlers = worker.localHandlerIndex.indices.filter { worker.localHandlerIndex[$0] >= 0 }
+            events.append(.workerJoined(slot: slot, handlers: handlers))
+        }
+        for event in events {
+            switch scope {
+            case .default: strategy.observe(event)
+            case .handler(let handler): handlerStrategies[handler]?.observe(event)
+            }
+        }
+    }
+
+    /// Tells every installed strategy.
+    private mutating func tell(_ event: StrategyEvent) {
+        strategy.observe(event)
+        guard !handlerStrategies.isEmpty else { return }
+        for handler in Array(handlerStrategies.keys) { handlerStrategies[handler]!.observe(event) }
+    }
 
     // MARK: Recovery
 
