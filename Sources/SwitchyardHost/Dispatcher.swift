@@ -309,6 +309,8 @@ final class Dispatcher: @unchecked Sendable {
             logger.debug("\(description)")
         } else if killedForTimeout[slot] != nil {
             logger.warning("\(description) after a task timeout; starting a replacement")
+        } else if phase == .draining {
+            logger.error("\(description) while the server is shutting down; it is not replaced")
         } else if wasReady {
             logger.error("\(description); starting a replacement")
         } else if let loading = workers[slot]!.loading {

@@ -12,8 +12,10 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the server and its worker processes.",
         discussion: """
             Workers load every plugin in --plugins DIR (default: the shipped plugins next to \
-            this executable). SIGINT or SIGTERM stops accepting, finishes accepted tasks \
-            (up to --shutdown-timeout), stops the workers and exits 0.
+            this executable). Tasks are kept in SQLite in --data-dir unless --store memory. \
+            SIGINT or SIGTERM stops accepting and finishes running tasks (up to \
+            --shutdown-timeout); with SQLite, queued tasks stay stored for the next start, with \
+            the memory store they are run first. Then it stops the workers and exits 0.
             """
     )
 
@@ -34,7 +36,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: """
-            SQLite durability: full (fsync every group commit: acknowledged tasks survive power loss)             or normal (survive a crash of the server, not of the machine).
+            SQLite durability: full (fsync every group commit: acknowledged tasks survive power loss) \
+            or normal (survive a crash of the server, not of the machine).
             """)
     var sync: SQLiteTaskStore.Sync = .full
 
@@ -71,7 +74,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest frame accepted, in bytes.")
     var maxFrameSize: Int = 16 * 1024 * 1024
 
-    @Option(help: "Seconds a graceful shutdown waits for accepted tasks.")
+    @Option(help: "Seconds a graceful shutdown waits for running tasks (and, with --store memory, queued ones).")
     var shutdownTimeout: Int = 30
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -92,6 +95,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
         guard maxQueue >= 1 else { throw ValidationError("--max-queue must be 1 or more") }
+        if let timeout = try? DurationArgument(parsing: defaultTimeout),
+            timeout.milliseconds > UInt64(WireProtocol.timeoutMillisRange.upperBound)
+        {
+            throw ValidationError("--default-timeout must be at most 7d (or 0s for none)")
+        }
         guard (0...1).contains(retryJitter) else { throw ValidationError("--retry-jitter must be from 0 to 1") }
         for (flag, text) in [
             ("--default-timeout", defaultTimeout), ("--retry-base", retryBase), ("--retry-max", retryMax),
@@ -113,12 +121,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "switchyard")
         let address = try HostPort(parsing: listen)
-        do {
-            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        } catch {
-            printError("error: cannot create the data directory \(dataDir): \(error.localizedDescription); pass --data-dir DIR")
-            throw ExitCode(2)
-        }
+        // The SQLite store creates --data-dir itself (mode 0700) and names any problem with it.
         var pluginConfig: [String: String] = [:]
         for pair in config {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -48,7 +48,7 @@ struct SubmitCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Run no sooner than this time: ISO 8601 with a time zone (2026-12-01T10:00:00Z) or a Unix time in seconds.",
+            "Run no sooner than this time, at most 366 days ahead: ISO 8601 with a time zone (2026-12-01T10:00:00Z) or a Unix time in seconds.",
             valueName: "time"),
         transform: { try TimeArgument(parsing: $0) })
     var runAt: TimeArgument?

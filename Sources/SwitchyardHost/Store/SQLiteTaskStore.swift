@@ -381,10 +381,11 @@ public final class SQLiteTaskStore: TaskStore {
         case .update(let update):
             let statement = try statements.forUpdate(toFinal: update.state.isFinal)
             statement.setUncheckedArguments(SQLiteSchema.updateArguments(update))
+            // An update of a task that is not stored changes nothing and is not an
+            // error: its insert was in a group that failed to commit (the host
+            // told that submitter so), or it was pruned. Failing here would make
+            // every later group that touches the task fail too.
             try statement.execute()
-            if statements.db.changesCount == 0 {
-                throw fail("updates task \(update.id), which is not stored (a bug in the caller: insert comes first)")
-            }
         }
     }
 
@@ -415,7 +416,7 @@ public final class SQLiteTaskStore: TaskStore {
         let sqlite = "SQLite error \(error.extendedResultCode.rawValue): \(error.message ?? "no message")"
         let moveAside =
             "Move it aside (mv \(path) \(path).bad, and its -wal and -shm files if present) and start again to "
-            + "begin with an empty store, or restore a backup; the tasks in it will not be recovered"
+            + "begin with an empty store, or restore a backup; the server cannot read the tasks in it"
         switch error.resultCode {
         case .SQLITE_NOTADB:
             return StoreError("\(path) is not a database (\(sqlite)): it is damaged or another kind of file. \(moveAside).")
