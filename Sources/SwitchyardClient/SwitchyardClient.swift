@@ -198,6 +198,26 @@ public final class SwitchyardClient: Sendable {
         }
     }
 
+    /// The strategies the server has, which it uses where, and what it switched off.
+    public func strategies() async throws -> StrategyReport {
+        switch try await send(.strategyList) {
+        case .strategyInfo(let json): return try StrategyReport(json: json)
+        case let other: throw unexpected(other, for: "STRATEGY_LIST")
+        }
+    }
+
+    /// Uses strategy `name` (created with `config`) for `handler`, or for every
+    /// handler without its own when nil. Returns the server's report after the change.
+    @discardableResult
+    public func setStrategy(_ name: String, handler: String? = nil, config: [String: String] = [:]) async throws
+        -> StrategyReport
+    {
+        switch try await send(.strategySet(StrategySetRequest(name: name, handler: handler, config: config))) {
+        case .strategyInfo(let json): return try StrategyReport(json: json)
+        case let other: throw unexpected(other, for: "STRATEGY_SET")
+        }
+    }
+
     /// A round trip to the server.
     public func ping() async throws {
         switch try await send(.ping(ByteBuffer())) {

@@ -179,6 +179,10 @@ public enum ClientMessage: Sendable, Hashable {
     case cancel(TaskID)
     /// A page of task records: answered with TASK_LIST.
     case listTasks(TaskListQuery)
+    /// The strategies the server has and uses: answered with STRATEGY_INFO.
+    case strategyList
+    /// Use a strategy for every handler, or for one: answered with STRATEGY_INFO.
+    case strategySet(StrategySetRequest)
 
     public var frameType: FrameType {
         switch self {
@@ -190,6 +194,8 @@ public enum ClientMessage: Sendable, Hashable {
         case .wait: .wait
         case .cancel: .cancel
         case .listTasks: .listTasks
+        case .strategyList: .strategyList
+        case .strategySet: .strategySet
         }
     }
 
@@ -261,6 +267,24 @@ public enum ClientMessage: Sendable, Hashable {
                 state: state, handler: handler.isEmpty ? nil : handler, afterID: afterID, limit: Int(limit))
             try query.validate()
             self = .listTasks(query)
+        case .strategyList:
+            try body.expectEnd("STRATEGY_LIST")
+            self = .strategyList
+        case .strategySet:
+            let name = try body.readShortString("name")
+            let handler = try body.readShortString("handler")
+            let count = try body.readField("config_count", as: UInt16.self)
+            var config: [String: String] = [:]
+            for _ in 0..<count {
+                let key = try body.readShortString("config_key")
+                let value = try body.readMediumString("config_value")
+                guard config.updateValue(value, forKey: key) == nil else {
+                    throw ProtocolError(.badRequest, "STRATEGY_SET names the config key `\(key)` twice")
+                }
+            }
+            try body.expectEnd("STRATEGY_SET")
+            guard !name.isEmpty else { throw ProtocolError(.badRequest, "STRATEGY_SET needs a strategy name") }
+            self = .strategySet(StrategySetRequest(name: name, handler: handler.isEmpty ? nil : handler, config: config))
         default:
             throw ProtocolError(.badRequest, "frame type \(frame.type) is not a client request")
         }
@@ -347,6 +371,18 @@ public enum ClientMessage: Sendable, Hashable {
                 // Clamping keeps an out-of-range limit out of range, so the server names it.
                 body.writeMultipleIntegers(query.afterID, UInt16(clamping: query.limit))
             }
+        case .strategyList:
+            Frame.writeHeader(type: .strategyList, requestID: requestID, bodyLength: 0, to: &buffer)
+        case .strategySet(let request):
+            Frame.write(type: .strategySet, requestID: requestID, to: &buffer) { body in
+                body.writeShortString(request.name)
+                body.writeShortString(request.handler ?? "")
+                body.writeInteger(UInt16(clamping: request.config.count))
+                for (key, value) in request.config.sorted(by: { $0.key < $1.key }).prefix(Int(UInt16.max)) {
+                    body.writeShortString(key)
+                    body.writeMediumString(value)
+                }
+            }
         }
     }
 
@@ -408,6 +444,8 @@ public enum ServerMessage: Sendable, Hashable {
     case pong(ByteBuffer)
     /// A page of task records, in id order, without results.
     case taskList([TaskInfo])
+    /// STRATEGY_INFO carries a JSON document (`StrategyReport`).
+    case strategyInfo(ByteBuffer)
 
     public init(frame: Frame) throws {
         var body = frame.body
@@ -460,6 +498,8 @@ public enum ServerMessage: Sendable, Hashable {
             self = .taskList(infos)
         case .serverInfo:
             self = .serverInfo(body)
+        case .strategyInfo:
+            self = .strategyInfo(body)
         case .pong:
             self = .pong(body)
         default:
@@ -493,6 +533,8 @@ public enum ServerMessage: Sendable, Hashable {
             Frame.write(type: .taskInfo, requestID: requestID, to: &buffer) { body in
                 body.writeTaskInfo(info, includingResult: true)
             }
+        case .strategyInfo(let json):
+            Frame(type: .strategyInfo, requestID: requestID, body: json).write(to: &buffer)
         case .serverInfo(let json):
             Frame(type: .serverInfo, requestID: requestID, body: json).write(to: &buffer)
         case .pong(let body):

@@ -30,6 +30,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let shuttingDown = ErrorCode(rawValue: 30)
     /// Queued and scheduled tasks have reached the server's limit (`serve --max-queue`).
     public static let queueFull = ErrorCode(rawValue: 31)
+    /// STRATEGY_SET named a strategy the server does not have.
+    public static let unknownStrategy = ErrorCode(rawValue: 40)
     /// The connection has too many requests in flight.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
     /// A bug in the server; the message says what.
@@ -50,6 +52,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .timeout: "TIMEOUT"
         case .shuttingDown: "SHUTTING_DOWN"
         case .queueFull: "QUEUE_FULL"
+        case .unknownStrategy: "UNKNOWN_STRATEGY"
         case .tooManyRequests: "TOO_MANY_REQUESTS"
         case .internalError: "INTERNAL"
         default: "ERROR_\(rawValue)"

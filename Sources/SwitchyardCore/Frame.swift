@@ -18,6 +18,8 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let wait = FrameType(rawValue: 0x06)
     public static let cancel = FrameType(rawValue: 0x07)
     public static let listTasks = FrameType(rawValue: 0x08)
+    public static let strategyList = FrameType(rawValue: 0x09)
+    public static let strategySet = FrameType(rawValue: 0x0A)
 
     // Server → client.
     public static let helloOK = FrameType(rawValue: 0x81)
@@ -29,6 +31,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let serverInfo = FrameType(rawValue: 0x87)
     public static let pong = FrameType(rawValue: 0x88)
     public static let taskList = FrameType(rawValue: 0x89)
+    public static let strategyInfo = FrameType(rawValue: 0x8A)
 
     // Host → worker.
     public static let workerConfig = FrameType(rawValue: 0x41)
@@ -52,6 +55,8 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .wait: "WAIT"
         case .cancel: "CANCEL"
         case .listTasks: "LIST_TASKS"
+        case .strategyList: "STRATEGY_LIST"
+        case .strategySet: "STRATEGY_SET"
         case .helloOK: "HELLO_OK"
         case .accepted: "ACCEPTED"
         case .result: "RESULT"
@@ -61,6 +66,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .serverInfo: "SERVER_INFO"
         case .pong: "PONG"
         case .taskList: "TASK_LIST"
+        case .strategyInfo: "STRATEGY_INFO"
         case .workerConfig: "WORKER_CONFIG"
         case .workerTask: "WORKER_TASK"
         case .workerStop: "WORKER_STOP"

@@ -79,6 +79,14 @@ final class Dispatcher: @unchecked Sendable {
     private var storePassScheduled = false
     private var delayTimer: (deadline: EpochMillis, task: Scheduled<Void>)?
     private var timeoutSweepScheduled = false
+    /// Strategies that STRATEGY_SET can name.
+    private var strategyRegistry: [String: StrategyRegistration] = [
+        "round_robin": StrategyRegistration(source: "built-in") { _ in RoundRobinStrategy() }
+    ]
+    /// The config each scope's strategy was created with, for STRATEGY_INFO.
+    private var strategyConfigs: [StrategyScope: [String: String]] = [:]
+    /// Strategies switched off by the scheduler, newest last (at most 50).
+    private var strategyNotices: [String] = []
     /// Why a worker was killed on purpose, to report when it is reaped.
     private var killedForTimeout: [Int: (task: TaskID, timeoutMillis: UInt32)] = [:]
 
@@ -368,6 +376,17 @@ final class Dispatcher: @unchecked Sendable {
             cancel(id, requestID: requestID, from: connection)
         case .listTasks(let query):
             listTasks(query, requestID: requestID, from: connection)
+        case .strategyList:
+            connection.send(.strategyInfo(strategyReport().encoded()), requestID: requestID)
+        case .strategySet(let request):
+            do {
+                try setStrategy(request)
+                connection.send(.strategyInfo(strategyReport().encoded()), requestID: requestID)
+            } catch let error as ProtocolError {
+                connection.send(.error(error.code, taskID: 0, message: error.message), requestID: requestID)
+            } catch {
+                connection.send(.error(.badRequest, taskID: 0, message: "\(error)"), requestID: requestID)
+            }
         case .serverStatus:
             connection.send(.serverInfo(status().encoded()), requestID: requestID)
         case .ping(let body):
@@ -541,6 +560,84 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
 
+    // MARK: Strategies
+
+    /// Makes a strategy available to STRATEGY_SET under `name`.
+    func registerStrategy(_ name: String, _ registration: StrategyRegistration) {
+        strategyRegistry[name] = registration
+    }
+
+    /// Creates the named strategy and installs it between two dispatch decisions.
+    func setStrategy(_ request: StrategySetRequest) throws {
+        guard let registration = strategyRegistry[request.name] else {
+            let known = strategyRegistry.keys.sorted().joined(separator: ", ")
+            throw ProtocolError(.unknownStrategy, "no strategy named `\(request.name)`; available: \(known)")
+        }
+        var scope = StrategyScope.default
+        if let name = request.handler {
+            guard let id = handlerIDs[name], loadedHandlers[id] != nil else {
+                let known = loadedHandlers.values.map(\.name).sorted().joined(separator: ", ")
+                throw ProtocolError(
+                    .unknownHandler, "no loaded plugin has a handler named `\(name)`; loaded handlers: \(known)")
+            }
+            scope = .handler(id)
+        }
+        let strategy: any DispatchStrategy
+        do {
+            strategy = try registration.make(request.config)
+        } catch {
+            throw ProtocolError(.badRequest, "strategy `\(request.name)` refused its config: \(error)")
+        }
+        let previous = strategyName(scope)
+        scheduler.setStrategy(strategy, scope: scope)
+        strategyConfigs[scope] = request.config
+        logger.info("strategy for \(scopeName(scope)) is now \(strategy.name) (was \(previous))")
+        pump()
+    }
+
+    private func strategyName(_ scope: StrategyScope) -> String {
+        switch scope {
+        case .default: scheduler.strategy.name
+        case .handler(let id): scheduler.handlerStrategies[id]?.name ?? scheduler.strategy.name
+        }
+    }
+
+    private func scopeName(_ scope: StrategyScope) -> String {
+        switch scope {
+        case .default: "default"
+        case .handler(let id): handlerNames[id]
+        }
+    }
+
+    func strategyReport() -> StrategyReport {
+        var active = [
+            StrategyReport.Active(
+                scope: "default", name: scheduler.strategy.name, config: strategyConfigs[.default] ?? [:],
+                faults: scheduler.faultsByScope[.default] ?? 0)
+        ]
+        for (id, strategy) in scheduler.handlerStrategies.sorted(by: { handlerNames[$0.key] < handlerNames[$1.key] }) {
+            active.append(
+                StrategyReport.Active(
+                    scope: handlerNames[id], name: strategy.name, config: strategyConfigs[.handler(id)] ?? [:],
+                    faults: scheduler.faultsByScope[.handler(id)] ?? 0))
+        }
+        return StrategyReport(
+            available: strategyRegistry.map { StrategyReport.Available(name: $0.key, source: $0.value.source) }
+                .sorted { $0.name < $1.name },
+            active: active, notices: strategyNotices)
+    }
+
+    private func logStrategyNotices() {
+        for notice in scheduler.takeStrategyNotices() {
+            let text =
+                "strategy \(notice.disabled) for \(scopeName(notice.scope)) switched off: \(notice.reason); \(notice.restored) restored"
+            logger.error("\(text)")
+            strategyNotices.append(text)
+            if strategyNotices.count > 50 { strategyNotices.removeFirst() }
+            strategyConfigs[notice.scope] = nil
+        }
+    }
+
     // MARK: Dispatch
 
     /// Sends every task that can go now, then re-arms the timers.
@@ -577,6 +674,7 @@ final class Dispatcher: @unchecked Sendable {
             }
         }
         if sent { scheduleTimeoutSweep() }
+        if scheduler.strategyFaults > 0 { logStrategyNotices() }
         armDelayTimer()
         scheduleStorePass()
         checkDrained()
@@ -861,6 +959,18 @@ final class Dispatcher: @unchecked Sendable {
                     file: handler.file, workers: perHandlerWorkers[id])
             }.sorted { $0.name < $1.name },
             skippedPlugins: skipped)
+    }
+}
+
+/// A strategy the host can create by name, with a config.
+public struct StrategyRegistration: Sendable {
+    /// "built-in", or the file it came from.
+    public var source: String
+    public var make: @Sendable ([String: String]) throws -> any DispatchStrategy
+
+    public init(source: String, make: @escaping @Sendable ([String: String]) throws -> any DispatchStrategy) {
+        self.source = source
+        self.make = make
     }
 }
 

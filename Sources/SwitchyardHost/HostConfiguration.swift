@@ -44,6 +44,12 @@ public struct HostConfiguration: Sendable {
     public var aging: TimeAmount?
     /// How long finished tasks and their results are kept (default 24 h).
     public var keepResults: TimeAmount
+    /// Strategies to use from the start (`--strategy NAME` or `--strategy HANDLER=NAME`);
+    /// default: round_robin for everything.
+    public var strategies: [StrategySetRequest] = []
+    /// Strategies written in Swift that STRATEGY_SET (and `strategies`) can name,
+    /// besides the built-in ones.
+    public var customStrategies: [String: StrategyRegistration] = [:]
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {

@@ -71,10 +71,22 @@ public final class SwitchyardHost: Service, Sendable {
         if let (store, unfinished, maxID) = opened {
             try await loop.submit { dispatcher.attachStore(store, unfinished: unfinished, maxID: maxID) }.get()
         }
-        try await loop.submit { dispatcher.schedulePruning() }.get()
+        try await loop.submit {
+            dispatcher.schedulePruning()
+            for (name, registration) in configuration.customStrategies {
+                dispatcher.registerStrategy(name, registration)
+            }
+        }.get()
         logger.info("starting \(configuration.workers) workers with \(pluginFiles.count) plugin files")
 
         try await loop.flatSubmit { dispatcher.startWorkers() }.get()
+        // Handlers are known now: per-handler strategies can be checked.
+        do {
+            try await loop.submit { for request in configuration.strategies { try dispatcher.setStrategy(request) } }.get()
+        } catch let error as ProtocolError {
+            await shutdownAfterFailedStart(dispatcher)
+            throw ConfigurationError("--strategy: \(error.message)")
+        }
 
         let maxFrameSize = configuration.maxFrameSize
         let channel: Channel
@@ -127,6 +139,27 @@ public final class SwitchyardHost: Service, Sendable {
             throw ConfigurationError("the host has not been started")
         }
         return try await dispatcher.loop.submit { dispatcher.status() }.get()
+    }
+
+    /// Makes a strategy written in Swift available under `name`, in process.
+    public func registerStrategy(_ name: String, _ registration: StrategyRegistration) async throws {
+        guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {
+            throw ConfigurationError("the host has not been started; put the strategy in HostConfiguration.customStrategies")
+        }
+        try await dispatcher.loop.submit { dispatcher.registerStrategy(name, registration) }.get()
+    }
+
+    /// Uses strategy `request.name` for `request.handler` (or every handler),
+    /// from the next dispatch decision on; tasks already sent are untouched.
+    @discardableResult
+    public func setStrategy(_ request: StrategySetRequest) async throws -> StrategyReport {
+        guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {
+            throw ConfigurationError("the host has not been started; put the strategy in HostConfiguration.strategies")
+        }
+        return try await dispatcher.loop.submit {
+            try dispatcher.setStrategy(request)
+            return dispatcher.strategyReport()
+        }.get()
     }
 
     /// Stops accepting, finishes accepted tasks (within the shutdown timeout),

@@ -62,6 +62,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "How long finished tasks and their results are kept.")
     var keepResults: String = "24h"
 
+    @Option(
+        name: .customLong("strategy"),
+        help: "Dispatch strategy: NAME for every handler, or HANDLER=NAME for one (repeatable; default round_robin).")
+    var strategies: [String] = []
+
     @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
     var config: [String] = []
 
@@ -138,7 +143,14 @@ struct ServeCommand: AsyncParsableCommand {
             retry: RetryPolicy(baseMillis: try millis(retryBase), maxMillis: try millis(retryMax), jitter: retryJitter),
             aging: try millis(aging) == 0 ? nil : .milliseconds(try millis(aging)),
             keepResults: .milliseconds(try millis(keepResults)))
-        let host = SwitchyardHost(configuration: configuration, logger: logger)
+        var withStrategies = configuration
+        withStrategies.strategies = strategies.map { text in
+            let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return parts.count == 2
+                ? StrategySetRequest(name: String(parts[1]), handler: String(parts[0]))
+                : StrategySetRequest(name: text)
+        }
+        let host = SwitchyardHost(configuration: withStrategies, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: host)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

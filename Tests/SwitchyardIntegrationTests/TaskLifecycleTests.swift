@@ -387,3 +387,50 @@ import Testing
         }
     }
 }
+
+/// Dispatch strategies through the admin requests, on the real server.
+@Suite struct StrategyAdminTests {
+    @Test func strategiesAreListedSetPerHandlerAndRefusedClearly() async throws {
+        try await withServer(extraArguments: ["--strategy", "sha256=round_robin"]) { server in
+            let client = try await server.connect()
+            let report = try await client.strategies()
+            #expect(report.available.map(\.name).contains("round_robin"))
+            #expect(report.active.map(\.scope) == ["default", "sha256"])
+            #expect(server.log.contains { $0.contains("strategy for sha256 is now round_robin") })
+
+            let unknown = await #expect(throws: SwitchyardError.self) { try await client.setStrategy("no_such") }
+            #expect(unknown?.code == .unknownStrategy)
+            #expect(unknown?.message.contains("round_robin") == true, "lists what is available")
+            let badHandler = await #expect(throws: SwitchyardError.self) {
+                try await client.setStrategy("round_robin", handler: "nope")
+            }
+            #expect(badHandler?.code == .unknownHandler)
+
+            // A swap in the middle of a stream: every task answered exactly once.
+            let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                for i in 0..<2_000 {
+                    group.addTask { (i, try await client.submit("echo", payload: Array("\(i)".utf8))) }
+                }
+                let swapped = try await client.setStrategy("round_robin", handler: "echo", config: ["note": "swap"])
+                #expect(swapped.active.contains { $0.scope == "echo" && $0.config == ["note": "swap"] })
+                var seen: [Int: [UInt8]] = [:]
+                for try await (i, result) in group {
+                    #expect(seen.updateValue(result, forKey: i) == nil, "task \(i) answered twice")
+                }
+                return seen
+            }
+            #expect(results.count == 2_000)
+            #expect(results.allSatisfy { $0.value == Array("\($0.key)".utf8) })
+            try await client.close()
+        }
+    }
+
+    @Test func anUnknownStrategyAtStartIsAConfigurationError() async throws {
+        let data = try TemporaryDirectory()
+        let result = try await run(
+            Paths.switchyard,
+            ["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir", data.path, "--strategy", "nope"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("--strategy") && result.stderr.contains("nope"), "\(result.stderr)")
+    }
+}

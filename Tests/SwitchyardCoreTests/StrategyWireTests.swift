@@ -1,0 +1,56 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import SwitchyardCore
+
+@Suite("Strategy admin messages")
+struct StrategyWireTests {
+    @Test func strategyListIsAnEmptyFrame() throws {
+        var wire = ByteBuffer()
+        ClientMessage.strategyList.write(requestID: 9, to: &wire)
+        #expect(Array(wire.readableBytesView) == [0, 0, 0, 6, 0x09, 0, 0, 0, 0, 9])
+        #expect(try roundTrip(.strategyList) == .strategyList)
+    }
+
+    @Test func strategySetLayout() throws {
+        let request = StrategySetRequest(name: "ka", handler: "h", config: ["v": "1"])
+        var wire = ByteBuffer()
+        ClientMessage.strategySet(request).write(requestID: 1, to: &wire)
+        let body: [UInt8] = [2] + Array("ka".utf8) + [1] + Array("h".utf8) + [0, 1] + [1] + Array("v".utf8) + [0, 1] + Array("1".utf8)
+        #expect(Array(wire.readableBytesView) == [0, 0, 0, UInt8(6 + body.count), 0x0A, 0, 0, 0, 0, 1] + body)
+    }
+
+    @Test(arguments: [
+        StrategySetRequest(name: "round_robin"),
+        StrategySetRequest(name: "key_affinity", handler: "sha256", config: ["vnodes": "100", "seed": "7"]),
+        StrategySetRequest(name: "x", handler: nil, config: ["k": String(repeating: "é", count: 300)]),
+    ])
+    func strategySetRoundTrips(request: StrategySetRequest) throws {
+        #expect(try roundTrip(.strategySet(request)) == .strategySet(request))
+    }
+
+    @Test func strategySetWithoutANameOrWithARepeatedKeyIsBadRequest() {
+        let noName = frame(.strategySet, body: [0, 0, 0, 0])
+        #expect(throws: ProtocolError(.badRequest, "STRATEGY_SET needs a strategy name")) { try ClientMessage(frame: noName) }
+        let twice: [UInt8] = [1, 0x61, 0, 0, 2] + [1, 0x6B, 0, 1, 0x31] + [1, 0x6B, 0, 1, 0x32]
+        let error = #expect(throws: ProtocolError.self) { try ClientMessage(frame: frame(.strategySet, body: twice)) }
+        #expect(error?.code == .badRequest)
+        #expect(error?.message.contains("`k` twice") == true)
+    }
+
+    @Test func strategyInfoCarriesTheReportAsJSON() throws {
+        let report = StrategyReport(
+            available: [.init(name: "round_robin", source: "built-in")],
+            active: [.init(scope: "default", name: "round_robin", config: [:], faults: 3)],
+            notices: ["strategy x for default switched off"])
+        let parsed = try roundTrip(.strategyInfo(report.encoded()), type: .strategyInfo)
+        guard case .strategyInfo(let json) = parsed else {
+            Issue.record("expected STRATEGY_INFO, got \(parsed)")
+            return
+        }
+        #expect(try StrategyReport(json: json) == report)
+        #expect(ErrorCode.unknownStrategy.name == "UNKNOWN_STRATEGY")
+        #expect(ErrorCode.unknownStrategy.rawValue == 40)
+    }
+}
