@@ -221,7 +221,8 @@ struct CodecErrorTests {
 
     @Test(arguments: [
         FrameType.helloOK, .accepted, .result, .error, .progress, .taskInfo, .serverInfo, .pong, .taskList,
-        .workerConfig, .workerDone, FrameType(rawValue: 0x00), FrameType(rawValue: 0x09), FrameType(rawValue: 0xFF),
+        .strategyInfo, .workerConfig, .workerDone, FrameType(rawValue: 0x00), FrameType(rawValue: 0x0F),
+        FrameType(rawValue: 0xFF),
     ])
     func clientFrameWithANonClientTypeIsBadRequest(type: FrameType) {
         expectProtocolError(.badRequest, mentioning: "\(type)", "not a client request") {
@@ -230,7 +231,8 @@ struct CodecErrorTests {
     }
 
     @Test(arguments: [
-        FrameType.hello, .submit, .ping, .wait, .cancel, .listTasks, .workerHello, FrameType(rawValue: 0x8A),
+        FrameType.hello, .submit, .ping, .wait, .cancel, .listTasks, .strategyList, .strategySet, .workerHello,
+        FrameType(rawValue: 0x8F),
     ])
     func serverFrameWithANonServerTypeIsBadFrame(type: FrameType) {
         expectProtocolError(.badFrame, mentioning: "not a server reply") {
