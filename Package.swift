@@ -5,6 +5,10 @@ import PackageDescription
 /// normal `swift build`, and named `libswyplugin-NAME.so` so the host can find
 /// the shipped set next to its own executable.
 let cPlugins = ["echo", "sha256", "sleep", "fail", "crash"]
+/// The shipped dispatch strategies, each a C plugin `.so` loaded by the host
+/// (not by workers): sources in `Plugins/strategies/NAME`, built as
+/// `libswystrategy-NAME.so` next to the `switchyard` executable.
+let cStrategies = ["round_robin", "least_loaded", "key_affinity", "two_choices"]
 
 let strictC: [CSetting] = [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
 // The scheduler and codec are generic and called per task from the host:
@@ -108,6 +112,20 @@ var package = Package(
             name: "SwitchyardStoreTests",
             dependencies: ["SwitchyardHost", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // The shipped strategy .so files, loaded through the ABI (needs them built: `swift build`).
+        .testTarget(
+            name: "SwitchyardStrategyTests",
+            dependencies: [
+                "SwitchyardHost", "SwitchyardABI", "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // Median ns per `pick` through the ABI for each shipped strategy (a benchmark, not a test).
+        .executableTarget(
+            name: "StrategyBench", dependencies: ["SwitchyardHost", "SwitchyardABI"], path: "bench/strategy"
+        ),
         .testTarget(
             name: "SwitchyardIntegrationTests",
             dependencies: [
@@ -134,4 +152,16 @@ for name in cPlugins {
         )
     )
     package.products.append(.library(name: "swyplugin-\(name)", type: .dynamic, targets: [target]))
+}
+
+for name in cStrategies {
+    let target = "Strategy_\(name)"
+    package.targets.append(
+        .target(
+            name: target, dependencies: ["SwitchyardABI"], path: "Plugins/strategies/\(name)",
+            publicHeadersPath: "include",
+            cSettings: strictC
+        )
+    )
+    package.products.append(.library(name: "swystrategy-\(name)", type: .dynamic, targets: [target]))
 }

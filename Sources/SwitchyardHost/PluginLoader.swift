@@ -88,7 +88,11 @@ enum PluginLoader {
             throw Refusal(description: "has an empty plugin name")
         }
         guard descriptor.strategy_count == 0 else {
-            throw Refusal(description: "declares dispatch strategies, which this host does not support yet")
+            // A strategy plugin is loaded by the host itself (StrategyLibrary), never by workers.
+            throw Refusal(
+                description:
+                    "declares dispatch strategies: it is a strategy plugin, which the host loads itself, not a handler plugin for workers (see sdk/ABI.md, Dispatch strategies)"
+            )
         }
         guard descriptor.handler_count == 0 || descriptor.handler_size >= MemoryLayout<swy_handler_t>.size else {
             throw Refusal(

@@ -1,0 +1,1 @@
+/* The key_affinity strategy plugin has no public API: its one export is swy_plugin_entry. */

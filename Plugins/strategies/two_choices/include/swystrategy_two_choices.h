@@ -1,0 +1,1 @@
+/* The two_choices strategy plugin has no public API: its one export is swy_plugin_entry. */
