@@ -457,7 +457,11 @@ public struct Scheduler<Waiter> {
         let average = workers[slot].serviceNanosAverage
         // An exponentially weighted average over about the last eight tasks.
         workers[slot].serviceNanosAverage = average == 0 ? service : average - average / 8 + service / 8
-        guard let task = live[id] else { return nil }
+        guard let task = live[id] else {
+            // Its slot is free again all the same: strategies must hear of it.
+            tell(.finished(slot: slot, handler: -1, task: id, serviceNanos: service))
+            return nil
+        }
         tell(.finished(slot: slot, handler: task.handler, task: id, serviceNanos: service))
         if task.cancelRequested {
             return finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
@@ -655,6 +659,7 @@ public struct Scheduler<Waiter> {
         for (slot, worker) in workers.enumerated() where worker.state != .absent {
             let handlers = worker.localHandlerIndex.indices.filter { worker.localHandlerIndex[$0] >= 0 }
             events.append(.workerJoined(slot: slot, handlers: handlers))
+            if worker.state == .draining { events.append(.workerDraining(slot: slot)) }
         }
         for event in events {
             switch scope {

@@ -562,6 +562,27 @@ final class Dispatcher: @unchecked Sendable {
 
     // MARK: Strategies
 
+    /// Loads the shipped strategy plugins (`libswystrategy-*.so` next to the
+    /// executable) and makes each of their strategies available by name.
+    /// They are part of this build, so they load in the host directly.
+    func registerShippedStrategies() {
+        for file in PluginDiscovery.shippedStrategyFiles() {
+            do {
+                let library = try StrategyLibrary.load(file)
+                for name in library.strategyNames where strategyRegistry[name] == nil {
+                    registerStrategy(
+                        name,
+                        StrategyRegistration(source: file) { [self] config in
+                            PluginDispatch(try library.makeInstance(name, config: config)) { self.handlerNames[$0] }
+                        })
+                }
+                for problem in library.refused { logger.warning("strategy plugin \(file): \(problem)") }
+            } catch {
+                logger.warning("skipped strategy plugin \(file): \(error)")
+            }
+        }
+    }
+
     /// Makes a strategy available to STRATEGY_SET under `name`.
     func registerStrategy(_ name: String, _ registration: StrategyRegistration) {
         strategyRegistry[name] = registration

@@ -23,6 +23,16 @@ enum PluginDiscovery {
         }
     }
 
+    /// The name prefix of the shipped strategy plugins' files.
+    static let shippedStrategyPrefix = "libswystrategy-"
+
+    /// The shipped strategy plugins next to the executable (none is not an error).
+    static func shippedStrategyFiles() -> [String] {
+        guard let executable = try? executablePath() else { return [] }
+        let directory = URL(fileURLWithPath: executable).deletingLastPathComponent().path
+        return (try? sharedObjects(in: directory, prefix: shippedStrategyPrefix)) ?? []
+    }
+
     /// Every `*.so` file directly in `directory` whose name starts with `prefix`, sorted by name.
     static func sharedObjects(in directory: String, prefix: String) throws -> [String] {
         var isDirectory: ObjCBool = false

@@ -73,6 +73,7 @@ public final class SwitchyardHost: Service, Sendable {
         }
         try await loop.submit {
             dispatcher.schedulePruning()
+            dispatcher.registerShippedStrategies()
             for (name, registration) in configuration.customStrategies {
                 dispatcher.registerStrategy(name, registration)
             }

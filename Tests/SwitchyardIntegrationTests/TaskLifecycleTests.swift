@@ -434,3 +434,74 @@ import Testing
         #expect(result.stderr.contains("--strategy") && result.stderr.contains("nope"), "\(result.stderr)")
     }
 }
+
+/// The shipped strategy plugins on the real server with real workers.
+@Suite struct ShippedStrategyTests {
+    func tasksDone(_ client: SwitchyardClient) async throws -> [UInt64] {
+        try await client.serverStatus().workers.sorted { $0.id < $1.id }.map(\.tasksDone)
+    }
+
+    @Test func theFourShippedStrategiesAreAvailableAndEachRunsEveryTaskOnce() async throws {
+        try await withServer { server in
+            let client = try await server.connect()
+            let available = try await client.strategies().available
+            for name in ["round_robin", "least_loaded", "key_affinity", "two_choices"] {
+                #expect(available.contains { $0.name == name }, "\(name) in \(available)")
+            }
+            #expect(available.contains { $0.source.hasSuffix("libswystrategy-key_affinity.so") })
+            for name in ["least_loaded", "key_affinity", "two_choices", "round_robin"] {
+                try await client.setStrategy(name)
+                let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                    for i in 0..<300 {
+                        group.addTask {
+                            let options = SubmitOptions(key: "tenant-\(i % 7)")
+                            return (i, try await client.submit("echo", payload: Array("\(i)".utf8), options: options))
+                        }
+                    }
+                    var seen: [Int: [UInt8]] = [:]
+                    for try await (i, result) in group { seen[i] = result }
+                    return seen
+                }
+                #expect(results.count == 300, "\(name)")
+                #expect(results.allSatisfy { $0.value == Array("\($0.key)".utf8) }, "\(name)")
+            }
+            #expect(try await client.strategies().active.allSatisfy { $0.faults == 0 })
+            try await client.close()
+        }
+    }
+
+    @Test func keyAffinityKeepsAKeyOnOneWorker() async throws {
+        try await withServer(extraArguments: ["--strategy", "key_affinity"]) { server in
+            let client = try await server.connect()
+            let before = try await tasksDone(client)
+            for _ in 0..<40 {
+                _ = try await client.submit("echo", payload: Array("x".utf8), options: SubmitOptions(key: "one-key"))
+            }
+            let after = try await tasksDone(client)
+            let added = zip(after, before).map { $0 - $1 }
+            #expect(added.sorted() == [0, 40], "all 40 tasks of one key ran on one worker: \(added)")
+            try await client.close()
+        }
+    }
+
+    @Test func leastLoadedSteersAroundAWorkerBusyWithALongTask() async throws {
+        try await withServer(extraArguments: ["--strategy", "least_loaded"]) { server in
+            let client = try await server.connect()
+            let (started, continuation) = AsyncStream<Void>.makeStream()
+            let long = Task {
+                try await client.submit("sleep", payload: Array("1500".utf8), options: SubmitOptions()) { _, _ in
+                    continuation.yield()
+                }
+            }
+            for await _ in started { break }
+            let before = try await tasksDone(client)
+            for i in 0..<30 { _ = try await client.submit("echo", payload: Array("\(i)".utf8)) }
+            let after = try await tasksDone(client)
+            let added = zip(after, before).map { $0 - $1 }
+            // Round-robin would have put half behind the sleep; least_loaded sends none there.
+            #expect(added.sorted() == [0, 30], "\(added)")
+            _ = try await long.value
+            try await client.close()
+        }
+    }
+}
