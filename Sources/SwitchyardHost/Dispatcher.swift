@@ -569,7 +569,7 @@ final class Dispatcher: @unchecked Sendable {
         for file in PluginDiscovery.shippedStrategyFiles() {
             do {
                 let library = try StrategyLibrary.load(file)
-                for name in library.strategyNames where strategyRegistry[name] == nil {
+                for name in library.strategyNames {
                     registerStrategy(
                         name,
                         StrategyRegistration(source: file) { [self] config in

@@ -57,13 +57,13 @@ import Testing
     }
 
     @Test func ageingLetsALowPriorityTaskThroughASteadyHighPriorityStream() async throws {
-        // One level per 20 ms of waiting: the low task catches up with priority 50 after about 1 s.
-        try await withServer(workers: 1, extraArguments: ["--prefetch", "1", "--aging", "20ms"]) { server in
+        // One level per 50 ms of waiting: the low task catches up with priority 40 after about 2 s.
+        try await withServer(workers: 1, extraArguments: ["--prefetch", "1", "--aging", "50ms"]) { server in
             let client = try await server.connect()
             let blocker = await block(client, ms: 600_000, maxAttempts: 1)
             let low = try await client.submitBackground(
                 "sleep", payload: ByteBuffer(string: "1"), options: SubmitOptions(priority: 0))
-            // Three lanes keep priority-50 tasks always queued behind the running one:
+            // Three lanes keep priority-40 tasks always queued behind the running one:
             // without ageing the low task would wait for all 300 of them.
             let highsRun = NIOLockedValueBox(0)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -72,7 +72,7 @@ import Testing
                         for _ in 0..<100 {
                             if try await client.taskInfo(low).state == .succeeded { return }
                             _ = try await client.submit(
-                                "sleep", payload: Array("20".utf8), options: SubmitOptions(priority: 50))
+                                "sleep", payload: Array("20".utf8), options: SubmitOptions(priority: 40))
                             highsRun.withLockedValue { $0 += 1 }
                         }
                     }
@@ -449,6 +449,8 @@ import Testing
                 #expect(available.contains { $0.name == name }, "\(name) in \(available)")
             }
             #expect(available.contains { $0.source.hasSuffix("libswystrategy-key_affinity.so") })
+            // The shipped plugin replaces the in-process round_robin the server starts with.
+            #expect(available.first { $0.name == "round_robin" }?.source.hasSuffix("libswystrategy-round_robin.so") == true)
             for name in ["least_loaded", "key_affinity", "two_choices", "round_robin"] {
                 try await client.setStrategy(name)
                 let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
@@ -488,10 +490,11 @@ import Testing
         try await withServer(extraArguments: ["--strategy", "least_loaded"]) { server in
             let client = try await server.connect()
             let (started, continuation) = AsyncStream<Void>.makeStream()
+            // A task that runs until its worker is killed at the end: no race with the clock.
             let long = Task {
-                try await client.submit("sleep", payload: Array("1500".utf8), options: SubmitOptions()) { _, _ in
-                    continuation.yield()
-                }
+                try await client.submit(
+                    "sleep", payload: Array("600000".utf8), options: SubmitOptions(maxAttempts: 1)
+                ) { _, _ in continuation.yield() }
             }
             for await _ in started { break }
             let before = try await tasksDone(client)
@@ -500,7 +503,9 @@ import Testing
             let added = zip(after, before).map { $0 - $1 }
             // Round-robin would have put half behind the sleep; least_loaded sends none there.
             #expect(added.sorted() == [0, 30], "\(added)")
-            _ = try await long.value
+            let busy = try await client.serverStatus().workers.first { $0.inFlight == 1 }
+            kill(try #require(busy).pid, SIGKILL)
+            _ = await #expect(throws: SwitchyardError.self) { _ = try await long.value }
             try await client.close()
         }
     }
