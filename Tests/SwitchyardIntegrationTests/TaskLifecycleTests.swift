@@ -405,14 +405,19 @@ import Testing
                 try await client.setStrategy("round_robin", handler: "nope")
             }
             #expect(badHandler?.code == .unknownHandler)
+            let badConfig = await #expect(throws: SwitchyardError.self) {
+                try await client.setStrategy("round_robin", config: ["note": "x"])
+            }
+            #expect(badConfig?.code == .badRequest)
+            #expect(badConfig?.message.contains("note") == true, "names the key: \(badConfig?.message ?? "")")
 
             // A swap in the middle of a stream: every task answered exactly once.
             let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
                 for i in 0..<2_000 {
                     group.addTask { (i, try await client.submit("echo", payload: Array("\(i)".utf8))) }
                 }
-                let swapped = try await client.setStrategy("round_robin", handler: "echo", config: ["note": "swap"])
-                #expect(swapped.active.contains { $0.scope == "echo" && $0.config == ["note": "swap"] })
+                let swapped = try await client.setStrategy("two_choices", handler: "echo", config: ["seed": "7"])
+                #expect(swapped.active.contains { $0.scope == "echo" && $0.name == "two_choices" && $0.config == ["seed": "7"] })
                 var seen: [Int: [UInt8]] = [:]
                 for try await (i, result) in group {
                     #expect(seen.updateValue(result, forKey: i) == nil, "task \(i) answered twice")
