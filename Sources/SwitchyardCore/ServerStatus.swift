@@ -13,9 +13,14 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var tasksDone: UInt64
         public var inFlight: Int
         public var handlers: [String]
+        /// Moving average of the time a task takes on this worker, in ns
+        /// (measured between completions while busy); nil before the first.
+        public var serviceNanosAverage: UInt64?
         public init(
-            id: Int, pid: Int32, generation: Int, state: String, tasksDone: UInt64, inFlight: Int, handlers: [String]
+            id: Int, pid: Int32, generation: Int, state: String, tasksDone: UInt64, inFlight: Int, handlers: [String],
+            serviceNanosAverage: UInt64? = nil
         ) {
+            self.serviceNanosAverage = serviceNanosAverage
             self.id = id
             self.pid = pid
             self.generation = generation

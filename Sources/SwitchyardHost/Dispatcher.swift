@@ -210,7 +210,9 @@ final class Dispatcher: @unchecked Sendable {
         guard let worker = workers[slot], worker.generation == generation else { return }
         switch message {
         case .done(let id, let status, let body):
-            guard let outcome = scheduler.attemptFinished(slot: slot, id: id, status: status, body: body, now: wallMillis())
+            guard
+                let outcome = scheduler.attemptFinished(
+                    slot: slot, id: id, status: status, body: body, now: wallMillis(), nanos: swy_monotonic_ns())
             else {
                 logger.warning("worker \(slot) reported task \(id), which it was not holding")
                 return
@@ -670,7 +672,8 @@ final class Dispatcher: @unchecked Sendable {
         let now = wallMillis()
         scheduler.promoteDue(now: now)
         var sent = false
-        while let step = scheduler.nextStep(now: now) {
+        let nanos = swy_monotonic_ns()
+        while let step = scheduler.nextStep(now: now, nanos: nanos) {
             switch step {
             case .outcome(let outcome):
                 deliver(outcome)
@@ -966,7 +969,8 @@ final class Dispatcher: @unchecked Sendable {
                 ServerStatus.Worker(
                     id: slot, pid: worker.pid, generation: worker.generation, state: worker.state.rawValue,
                     tasksDone: slotState.tasksDone, inFlight: slotState.inFlight.count,
-                    handlers: worker.handlerNames))
+                    handlers: worker.handlerNames,
+                    serviceNanosAverage: slotState.serviceNanosAverage == 0 ? nil : slotState.serviceNanosAverage))
         }
         let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
         return ServerStatus(

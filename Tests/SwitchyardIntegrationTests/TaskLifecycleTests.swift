@@ -477,6 +477,17 @@ import Testing
         }
     }
 
+    @Test func eachWorkersServiceTimeIsMeasured() async throws {
+        try await withServer(workers: 1) { server in
+            let client = try await server.connect()
+            #expect(try await client.serverStatus().workers[0].serviceNanosAverage == nil)
+            for _ in 0..<3 { _ = try await client.submit("sleep", payload: Array("60".utf8)) }
+            let average = try #require(try await client.serverStatus().workers[0].serviceNanosAverage)
+            #expect(average >= 60_000_000, "a 60 ms task takes at least 60 ms: \(average) ns")
+            try await client.close()
+        }
+    }
+
     @Test func keyAffinityKeepsAKeyOnOneWorker() async throws {
         try await withServer(extraArguments: ["--strategy", "key_affinity"]) { server in
             let client = try await server.connect()
