@@ -218,6 +218,19 @@ public final class SwitchyardClient: Sendable {
         }
     }
 
+    /// Loads the strategy plugin at `path` (an absolute path on the server's
+    /// machine) into the server, after a probe process on the server has
+    /// loaded it and exercised each strategy (created with `config`). The
+    /// report's `loaded` says what the file provides; `setStrategy` uses it.
+    /// A refused file throws `SwitchyardError` with code STRATEGY_REFUSED.
+    @discardableResult
+    public func loadStrategy(path: String, config: [String: String] = [:]) async throws -> StrategyReport {
+        switch try await send(.strategyLoad(StrategyLoadRequest(path: path, config: config))) {
+        case .strategyInfo(let json): return try StrategyReport(json: json)
+        case let other: throw unexpected(other, for: "STRATEGY_LOAD")
+        }
+    }
+
     /// A round trip to the server.
     public func ping() async throws {
         switch try await send(.ping(ByteBuffer())) {

@@ -183,6 +183,8 @@ public enum ClientMessage: Sendable, Hashable {
     case strategyList
     /// Use a strategy for every handler, or for one: answered with STRATEGY_INFO.
     case strategySet(StrategySetRequest)
+    /// Load a strategy plugin file (after a probe process tried it): answered with STRATEGY_INFO.
+    case strategyLoad(StrategyLoadRequest)
 
     public var frameType: FrameType {
         switch self {
@@ -196,6 +198,7 @@ public enum ClientMessage: Sendable, Hashable {
         case .listTasks: .listTasks
         case .strategyList: .strategyList
         case .strategySet: .strategySet
+        case .strategyLoad: .strategyLoad
         }
     }
 
@@ -273,18 +276,18 @@ public enum ClientMessage: Sendable, Hashable {
         case .strategySet:
             let name = try body.readShortString("name")
             let handler = try body.readShortString("handler")
-            let count = try body.readField("config_count", as: UInt16.self)
-            var config: [String: String] = [:]
-            for _ in 0..<count {
-                let key = try body.readShortString("config_key")
-                let value = try body.readMediumString("config_value")
-                guard config.updateValue(value, forKey: key) == nil else {
-                    throw ProtocolError(.badRequest, "STRATEGY_SET names the config key `\(key)` twice")
-                }
-            }
+            let config = try body.readConfig("STRATEGY_SET")
             try body.expectEnd("STRATEGY_SET")
             guard !name.isEmpty else { throw ProtocolError(.badRequest, "STRATEGY_SET needs a strategy name") }
             self = .strategySet(StrategySetRequest(name: name, handler: handler.isEmpty ? nil : handler, config: config))
+        case .strategyLoad:
+            let path = try body.readMediumString("path")
+            let config = try body.readConfig("STRATEGY_LOAD")
+            try body.expectEnd("STRATEGY_LOAD")
+            guard path.hasPrefix("/") else {
+                throw ProtocolError(.badRequest, "STRATEGY_LOAD needs an absolute path on the server, not `\(path)`")
+            }
+            self = .strategyLoad(StrategyLoadRequest(path: path, config: config))
         default:
             throw ProtocolError(.badRequest, "frame type \(frame.type) is not a client request")
         }
@@ -377,11 +380,12 @@ public enum ClientMessage: Sendable, Hashable {
             Frame.write(type: .strategySet, requestID: requestID, to: &buffer) { body in
                 body.writeShortString(request.name)
                 body.writeShortString(request.handler ?? "")
-                body.writeInteger(UInt16(clamping: request.config.count))
-                for (key, value) in request.config.sorted(by: { $0.key < $1.key }).prefix(Int(UInt16.max)) {
-                    body.writeShortString(key)
-                    body.writeMediumString(value)
-                }
+                body.writeConfig(request.config)
+            }
+        case .strategyLoad(let request):
+            Frame.write(type: .strategyLoad, requestID: requestID, to: &buffer) { body in
+                body.writeMediumString(request.path)
+                body.writeConfig(request.config)
             }
         }
     }
@@ -603,6 +607,30 @@ extension ByteBuffer {
             writeBuffer(&result)
         } else {
             writeInteger(UInt8(0))
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// Reads a strategy config: u16 count, then (short key, medium value) pairs.
+    fileprivate mutating func readConfig(_ frame: String) throws -> [String: String] {
+        let count = try readField("config_count", as: UInt16.self)
+        var config: [String: String] = [:]
+        for _ in 0..<count {
+            let key = try readShortString("config_key")
+            let value = try readMediumString("config_value")
+            guard config.updateValue(value, forKey: key) == nil else {
+                throw ProtocolError(.badRequest, "\(frame) names the config key `\(key)` twice")
+            }
+        }
+        return config
+    }
+
+    fileprivate mutating func writeConfig(_ config: [String: String]) {
+        writeInteger(UInt16(clamping: config.count))
+        for (key, value) in config.sorted(by: { $0.key < $1.key }).prefix(Int(UInt16.max)) {
+            writeShortString(key)
+            writeMediumString(value)
         }
     }
 }

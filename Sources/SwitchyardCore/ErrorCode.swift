@@ -32,6 +32,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let queueFull = ErrorCode(rawValue: 31)
     /// STRATEGY_SET named a strategy the server does not have.
     public static let unknownStrategy = ErrorCode(rawValue: 40)
+    /// STRATEGY_LOAD: the file was refused (not loadable, wrong ABI, or its probe process failed).
+    public static let strategyRefused = ErrorCode(rawValue: 41)
     /// The connection has too many requests in flight.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
     /// A bug in the server; the message says what.
@@ -53,6 +55,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .shuttingDown: "SHUTTING_DOWN"
         case .queueFull: "QUEUE_FULL"
         case .unknownStrategy: "UNKNOWN_STRATEGY"
+        case .strategyRefused: "STRATEGY_REFUSED"
         case .tooManyRequests: "TOO_MANY_REQUESTS"
         case .internalError: "INTERNAL"
         default: "ERROR_\(rawValue)"

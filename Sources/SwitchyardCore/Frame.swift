@@ -20,6 +20,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let listTasks = FrameType(rawValue: 0x08)
     public static let strategyList = FrameType(rawValue: 0x09)
     public static let strategySet = FrameType(rawValue: 0x0A)
+    public static let strategyLoad = FrameType(rawValue: 0x0B)
 
     // Server → client.
     public static let helloOK = FrameType(rawValue: 0x81)
@@ -57,6 +58,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .listTasks: "LIST_TASKS"
         case .strategyList: "STRATEGY_LIST"
         case .strategySet: "STRATEGY_SET"
+        case .strategyLoad: "STRATEGY_LOAD"
         case .helloOK: "HELLO_OK"
         case .accepted: "ACCEPTED"
         case .result: "RESULT"

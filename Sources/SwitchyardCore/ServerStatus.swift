@@ -57,14 +57,22 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var failed: UInt64
     public var workerRestarts: UInt64
     public var workers: [Worker]
+    /// The strategy in use for every handler ("default") and for each
+    /// handler with its own, with faults counted; nil from older servers.
+    public var strategies: [StrategyReport.Active]?
+    /// Strategies the server switched off by itself, newest last.
+    public var strategyNotices: [String]?
     public var handlers: [Handler]
     public var skippedPlugins: [SkippedPlugin]
 
     public init(
         server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,
         running: Int, succeeded: UInt64, failed: UInt64, workerRestarts: UInt64, workers: [Worker],
+        strategies: [StrategyReport.Active]? = nil, strategyNotices: [String]? = nil,
         handlers: [Handler], skippedPlugins: [SkippedPlugin]
     ) {
+        self.strategies = strategies
+        self.strategyNotices = strategyNotices
         self.server = server
         self.pid = pid
         self.listen = listen

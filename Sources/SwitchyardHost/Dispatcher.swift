@@ -87,6 +87,8 @@ final class Dispatcher: @unchecked Sendable {
     private var strategyConfigs: [StrategyScope: [String: String]] = [:]
     /// Strategies switched off by the scheduler, newest last (at most 50).
     private var strategyNotices: [String] = []
+    /// Strategy files loaded by STRATEGY_LOAD so far (numbers each copy).
+    private var strategyLoads = 0
     /// Why a worker was killed on purpose, to report when it is reaped.
     private var killedForTimeout: [Int: (task: TaskID, timeoutMillis: UInt32)] = [:]
 
@@ -106,7 +108,8 @@ final class Dispatcher: @unchecked Sendable {
                 agingMillis: configuration.aging.map { $0.nanoseconds / 1_000_000 } ?? 0,
                 retainFinished: configuration.retainFinished,
                 keepFinishedMillis: configuration.keepResults.nanoseconds / 1_000_000,
-                recordChanges: configuration.store != .memory))
+                recordChanges: configuration.store != .memory,
+                maxStrategyFaults: configuration.strategyFaultLimit))
         self.stopped = loop.makePromise()
     }
 
@@ -389,6 +392,8 @@ final class Dispatcher: @unchecked Sendable {
             } catch {
                 connection.send(.error(.badRequest, taskID: 0, message: "\(error)"), requestID: requestID)
             }
+        case .strategyLoad(let request):
+            loadStrategy(request, requestID: requestID, from: connection)
         case .serverStatus:
             connection.send(.serverInfo(status().encoded()), requestID: requestID)
         case .ping(let body):
@@ -581,6 +586,58 @@ final class Dispatcher: @unchecked Sendable {
                 for problem in library.refused { logger.warning("strategy plugin \(file): \(problem)") }
             } catch {
                 logger.warning("skipped strategy plugin \(file): \(error)")
+            }
+        }
+    }
+
+    /// STRATEGY_LOAD: copies the file under a name this process never loaded
+    /// (dlopen caches by path, so a changed file at the same path must not
+    /// come back as the old code), tries the copy in a probe process, and only
+    /// then loads it here. Each strategy of the file becomes available by
+    /// name, replacing one of the same name for later STRATEGY_SETs; strategies
+    /// in use keep the code they were created from (nothing is ever unloaded).
+    /// The probe runs on a thread-pool thread: dispatch goes on meanwhile.
+    private func loadStrategy(_ request: StrategyLoadRequest, requestID: UInt32, from connection: ClientConnection) {
+        strategyLoads += 1
+        let serial = strategyLoads
+        let executable = self.executable
+        let work = NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
+            () throws -> (StrategyLibrary, StrategyProbe.Report) in
+            let copy = try StrategyFiles.privateCopy(of: request.path, serial: serial)
+            defer { StrategyFiles.remove(copy) }
+            do {
+                let report = try StrategyProbe.run(file: copy, config: request.config, executable: executable)
+                return (try StrategyLibrary.load(copy), report)
+            } catch let error as StrategyLoadError {
+                throw StrategyLoadError(file: request.path, reason: error.reason)
+            }
+        }
+        work.whenComplete { [self] result in
+            switch result {
+            case .success(let (library, probe)):
+                let source = "\(request.path) (\(library.pluginName) \(library.pluginVersion), load #\(serial))"
+                for name in library.strategyNames {
+                    let replaced = strategyRegistry[name]?.source
+                    registerStrategy(
+                        name,
+                        StrategyRegistration(source: source) { [self] config in
+                            PluginDispatch(try library.makeInstance(name, config: config)) { self.handlerNames[$0] }
+                        })
+                    if let replaced { logger.info("strategy \(name) from \(source) replaces the one from \(replaced)") }
+                }
+                for problem in library.refused { logger.warning("strategy plugin \(request.path): \(problem)") }
+                for note in probe.notes { logger.warning("strategy plugin \(request.path): \(note)") }
+                logger.info(
+                    "loaded strategy plugin \(request.path) (\(library.pluginName) \(library.pluginVersion)): \(library.strategyNames.joined(separator: ", ")); its probe made \(probe.picks) picks"
+                )
+                var report = strategyReport()
+                report.loaded = StrategyReport.Loaded(
+                    file: request.path, plugin: library.pluginName, version: library.pluginVersion,
+                    strategies: library.strategyNames, notes: library.refused + probe.notes, probePicks: probe.picks)
+                connection.send(.strategyInfo(report.encoded()), requestID: requestID)
+            case .failure(let error):
+                logger.warning("refused strategy plugin \(request.path): \(error)")
+                connection.send(.error(.strategyRefused, taskID: 0, message: "\(error)"), requestID: requestID)
             }
         }
     }
@@ -978,6 +1035,7 @@ final class Dispatcher: @unchecked Sendable {
             strategy: scheduler.strategy.name, queued: scheduler.queue.count, running: scheduler.runningCount,
             succeeded: scheduler.succeededCount, failed: scheduler.failedCount, workerRestarts: workerRestarts,
             workers: workerList,
+            strategies: strategyReport().active, strategyNotices: strategyNotices,
             handlers: loadedHandlers.map { id, handler in
                 ServerStatus.Handler(
                     name: handler.name, plugin: handler.plugin, pluginVersion: handler.pluginVersion,

@@ -50,6 +50,10 @@ public struct HostConfiguration: Sendable {
     /// Strategies written in Swift that STRATEGY_SET (and `strategies`) can name,
     /// besides the built-in ones.
     public var customStrategies: [String: StrategyRegistration] = [:]
+    /// Faulty picks (a worker that cannot take the task) a strategy may make
+    /// before it is switched off and the one it replaced restored; 0 never
+    /// switches one off (default 100).
+    public var strategyFaultLimit: UInt64 = 100
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {

@@ -22,8 +22,12 @@ public enum WorkerProcess {
 
     /// If this process was started as a worker, runs the worker until the host
     /// stops it, then exits. Otherwise returns at once.
+    /// (A strategy probe process, started the same way, is run here too.)
     public static func runIfRequested() {
         let arguments = CommandLine.arguments
+        if arguments.count >= 2, arguments[1] == StrategyProbe.argument {
+            exit(StrategyProbe.runChild(Array(arguments.dropFirst(2))))
+        }
         guard arguments.count >= 2, arguments[1] == argument else { return }
         signal(SIGPIPE, SIG_IGN)
         let status = WorkerRuntime(fd: descriptor).run()

@@ -16,16 +16,16 @@ enum WorkerSpawner {
         var board: WorkerBoard
     }
 
-    /// Runs `executable WorkerProcess.argument` with a fresh socketpair's other
-    /// end as its descriptor 3, a fresh board as descriptor 4, and no other
-    /// descriptor above 2.
-    static func spawn(executable: String) throws -> Spawned {
+    /// Runs `executable WorkerProcess.argument` (or `arguments`) with a fresh
+    /// socketpair's other end as its descriptor 3, a fresh board as descriptor
+    /// 4, and no other descriptor above 2.
+    static func spawn(executable: String, arguments extra: [String] = [WorkerProcess.argument]) throws -> Spawned {
         let board = try WorkerBoard()
         defer { board.closeDescriptor() }
         var fds: [Int32] = [-1, -1]
         guard swy_socketpair_cloexec(&fds) == 0 else { throw SystemError(call: "socketpair", errno: errno) }
         defer { close(fds[1]) }
-        let arguments = [executable, WorkerProcess.argument]
+        let arguments = [executable] + extra
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0

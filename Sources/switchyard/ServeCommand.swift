@@ -67,6 +67,9 @@ struct ServeCommand: AsyncParsableCommand {
         help: "Dispatch strategy: NAME for every handler, or HANDLER=NAME for one (repeatable; default round_robin).")
     var strategies: [String] = []
 
+    @Option(help: "Faulty picks a strategy may make before the server switches it off and restores the one it replaced (0: never).")
+    var strategyFaultLimit: UInt64 = 100
+
     @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
     var config: [String] = []
 
@@ -144,6 +147,7 @@ struct ServeCommand: AsyncParsableCommand {
             aging: try millis(aging) == 0 ? nil : .milliseconds(try millis(aging)),
             keepResults: .milliseconds(try millis(keepResults)))
         var withStrategies = configuration
+        withStrategies.strategyFaultLimit = strategyFaultLimit
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2

@@ -39,12 +39,21 @@ struct StatusCommand: AsyncParsableCommand {
         print(
             "tasks: \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed; strategy \(status.strategy); \(status.workerRestarts) worker restarts"
         )
+        if let strategies = status.strategies, strategies.count > 1 || strategies.contains(where: { $0.faults > 0 }) {
+            for active in strategies {
+                print("strategy for \(active.scope): \(active.name)\(active.faults > 0 ? " (\(active.faults) faulty picks)" : "")")
+            }
+        }
+        for notice in status.strategyNotices ?? [] { print(notice) }
         print("\nworkers:")
-        print(pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + "HANDLERS")
+        print(
+            pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("AVG TIME", 11)
+                + "HANDLERS")
         for worker in status.workers {
             print(
                 pad("\(worker.id)", 4) + pad("\(worker.pid)", 9) + pad(worker.state, 10) + pad("\(worker.tasksDone)", 12)
-                    + pad("\(worker.inFlight)", 10) + "\(worker.handlers.count)")
+                    + pad("\(worker.inFlight)", 10) + pad(worker.serviceNanosAverage.map(formatNanos) ?? "-", 11)
+                    + "\(worker.handlers.count)")
         }
         print("\nhandlers:")
         print(pad("NAME", 16) + pad("PLUGIN", 22) + pad("WORKERS", 9) + "FILE")
@@ -56,6 +65,15 @@ struct StatusCommand: AsyncParsableCommand {
         if !status.skippedPlugins.isEmpty {
             print("\nskipped plugins:")
             for skip in status.skippedPlugins { print("  \(skip.file): \(skip.reason)") }
+        }
+    }
+
+    private func formatNanos(_ ns: UInt64) -> String {
+        switch ns {
+        case ..<10_000: "\(ns) ns"
+        case ..<10_000_000: "\(ns / 1_000) us"
+        case ..<10_000_000_000: "\(ns / 1_000_000) ms"
+        default: "\(ns / 1_000_000_000) s"
         }
     }
 

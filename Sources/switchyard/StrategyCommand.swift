@@ -7,7 +7,7 @@ struct StrategyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "strategy",
         abstract: "Show or change how the server spreads tasks over its workers.",
-        subcommands: [List.self, Set.self]
+        subcommands: [List.self, Set.self, Load.self]
     )
 
     struct List: AsyncParsableCommand {
@@ -54,18 +54,10 @@ struct StrategyCommand: AsyncParsableCommand {
         @Option(name: .customLong("config"), help: "A key=value the strategy is created with (repeatable).")
         var config: [String] = []
 
-        func validate() throws {
-            for pair in config where !pair.contains("=") || pair.hasPrefix("=") {
-                throw ValidationError("--config takes key=value, not `\(pair)`")
-            }
-        }
+        func validate() throws { try validateConfigPairs(config) }
 
         func run() async throws {
-            var values: [String: String] = [:]
-            for pair in config {
-                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                values[String(parts[0])] = String(parts[1])
-            }
+            let values = configDictionary(config)
             try await runClientCommand {
                 let client = try await connection.connect()
                 defer { Task { try? await client.close() } }
@@ -74,6 +66,60 @@ struct StrategyCommand: AsyncParsableCommand {
             }
         }
     }
+
+    struct Load: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Load a strategy plugin .so into the server, then `strategy set` can use it.",
+            discussion: """
+                The server first loads the file in a short-lived probe process, creates each of \
+                its strategies and calls them on synthetic workers; if the probe crashes, hangs or \
+                the file was built for another ABI, the server is untouched and this command says \
+                why (exit status 1). Loading a file again after it changed loads the new code: \
+                strategies set from then on use it; strategies already in use keep theirs until \
+                set again.
+                """)
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Argument(help: "The strategy plugin, a path on the server's machine (relative paths are made absolute here).")
+        var path: String
+
+        @Option(name: .customLong("config"), help: "A key=value the probe creates each strategy with (repeatable).")
+        var config: [String] = []
+
+        func validate() throws { try validateConfigPairs(config) }
+
+        func run() async throws {
+            let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+            try await runClientCommand {
+                let client = try await connection.connect()
+                defer { Task { try? await client.close() } }
+                let report = try await client.loadStrategy(path: absolute, config: configDictionary(config))
+                if let loaded = report.loaded {
+                    print(
+                        "loaded \(loaded.file) (\(loaded.plugin) \(loaded.version)): \(loaded.strategies.joined(separator: ", "))"
+                    )
+                    for note in loaded.notes { print("note: \(note)") }
+                }
+                printReport(report)
+            }
+        }
+    }
+}
+
+private func validateConfigPairs(_ config: [String]) throws {
+    for pair in config where !pair.contains("=") || pair.hasPrefix("=") {
+        throw ValidationError("--config takes key=value, not `\(pair)`")
+    }
+}
+
+private func configDictionary(_ pairs: [String]) -> [String: String] {
+    var values: [String: String] = [:]
+    for pair in pairs {
+        let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        values[String(parts[0])] = String(parts[1])
+    }
+    return values
 }
 
 private func printReport(_ report: StrategyReport) {

@@ -231,8 +231,8 @@ struct CodecErrorTests {
     }
 
     @Test(arguments: [
-        FrameType.hello, .submit, .ping, .wait, .cancel, .listTasks, .strategyList, .strategySet, .workerHello,
-        FrameType(rawValue: 0x8F),
+        FrameType.hello, .submit, .ping, .wait, .cancel, .listTasks, .strategyList, .strategySet, .strategyLoad,
+        .workerHello, FrameType(rawValue: 0x8F),
     ])
     func serverFrameWithANonServerTypeIsBadFrame(type: FrameType) {
         expectProtocolError(.badFrame, mentioning: "not a server reply") {

@@ -39,6 +39,24 @@ struct StrategyWireTests {
         #expect(error?.message.contains("`k` twice") == true)
     }
 
+    @Test func strategyLoadLayoutAndRoundTrip() throws {
+        let request = StrategyLoadRequest(path: "/s.so", config: ["a": "b"])
+        var wire = ByteBuffer()
+        ClientMessage.strategyLoad(request).write(requestID: 2, to: &wire)
+        let body: [UInt8] = [0, 5] + Array("/s.so".utf8) + [0, 1] + [1] + Array("a".utf8) + [0, 1] + Array("b".utf8)
+        #expect(Array(wire.readableBytesView) == [0, 0, 0, UInt8(6 + body.count), 0x0B, 0, 0, 0, 0, 2] + body)
+        #expect(try roundTrip(.strategyLoad(request)) == .strategyLoad(request))
+        let plain = StrategyLoadRequest(path: "/opt/strategies/libmine.so")
+        #expect(try roundTrip(.strategyLoad(plain)) == .strategyLoad(plain))
+    }
+
+    @Test func strategyLoadNeedsAnAbsolutePath() {
+        let relative: [UInt8] = [0, 5] + Array("s.so!".utf8) + [0, 0]
+        let error = #expect(throws: ProtocolError.self) { try ClientMessage(frame: frame(.strategyLoad, body: relative)) }
+        #expect(error?.code == .badRequest)
+        #expect(error?.message.contains("absolute path") == true && error?.message.contains("s.so!") == true)
+    }
+
     @Test func strategyInfoCarriesTheReportAsJSON() throws {
         let report = StrategyReport(
             available: [.init(name: "round_robin", source: "built-in")],
@@ -50,6 +68,11 @@ struct StrategyWireTests {
             return
         }
         #expect(try StrategyReport(json: json) == report)
+        var withLoad = report
+        withLoad.loaded = .init(
+            file: "/x.so", plugin: "x", version: "2", strategies: ["a", "b"], notes: ["n"], probePicks: 2406)
+        #expect(try StrategyReport(json: withLoad.encoded()) == withLoad)
+        #expect(ErrorCode.strategyRefused.name == "STRATEGY_REFUSED" && ErrorCode.strategyRefused.rawValue == 41)
         #expect(ErrorCode.unknownStrategy.name == "UNKNOWN_STRATEGY")
         #expect(ErrorCode.unknownStrategy.rawValue == 40)
     }

@@ -413,7 +413,7 @@ import Testing
 
             // A swap in the middle of a stream: every task answered exactly once.
             let results = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
-                for i in 0..<2_000 {
+                for i in 0..<10_000 {
                     group.addTask { (i, try await client.submit("echo", payload: Array("\(i)".utf8))) }
                 }
                 let swapped = try await client.setStrategy("two_choices", handler: "echo", config: ["seed": "7"])
@@ -424,7 +424,7 @@ import Testing
                 }
                 return seen
             }
-            #expect(results.count == 2_000)
+            #expect(results.count == 10_000)
             #expect(results.allSatisfy { $0.value == Array("\($0.key)".utf8) })
             try await client.close()
         }

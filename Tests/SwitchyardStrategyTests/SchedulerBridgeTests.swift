@@ -132,4 +132,44 @@ struct SchedulerBridgeTests {
         #expect(Set(slotsOfKey.values.flatMap { $0 }).count == 4, "every worker owns some keys")
         #expect(scheduler.strategyFaults == 0)
     }
+
+    @Test("a plugin naming a dead, then a draining worker: round-robin places each task, each fault is counted")
+    func deadAndDrainingPicksAreFaults() async throws {
+        let directory = try TemporaryDirectory()
+        let file = directory.file("fixed_pick.so")
+        try await compileFixture(Paths.root.appendingPathComponent("Tests/Fixtures/strategies/fixed_pick.c").path, to: file)
+        let instance = try StrategyLibrary.load(file).makeInstance("fixed_pick", config: ["answer": "1"])
+        var scheduler = Scheduler<String>(configuration: SchedulerConfiguration(prefetch: 100, retry: .immediate))
+        scheduler.setWorkerCount(3)
+        for slot in 0..<3 { scheduler.workerReady(slot: slot, handlers: [echo]) }
+        scheduler.setStrategy(PluginDispatch(instance, handlerNames: ["echo"]), scope: .default)
+        func placeFour() -> [Int] {
+            for _ in 0..<4 { _ = scheduler.submit(submission(echo), waiter: nil, now: 0) }
+            var sent: [Scheduler<String>.Dispatch] = []
+            while let step = scheduler.nextStep(now: 0) {
+                if case .dispatch(let dispatch) = step { sent.append(dispatch) }
+            }
+            // Each finishes, so nothing is left for a lost worker to give back.
+            for dispatch in sent {
+                _ = scheduler.attemptFinished(
+                    slot: dispatch.slot, id: dispatch.taskID, status: .ok, body: ByteBuffer(), nanos: 1)
+            }
+            return sent.map(\.slot)
+        }
+        #expect(placeFour() == [1, 1, 1, 1], "a live worker: the strategy decides")
+        #expect(scheduler.strategyFaults == 0)
+
+        _ = scheduler.workerLost(slot: 1, reason: "killed")
+        let afterDeath = placeFour()
+        #expect(afterDeath.count == 4 && !afterDeath.contains(1), "the dead worker got nothing: \(afterDeath)")
+        #expect(Set(afterDeath) == [0, 2], "round-robin over the live ones: \(afterDeath)")
+        #expect(scheduler.strategyFaults == 4)
+
+        scheduler.workerReady(slot: 1, handlers: [echo])
+        scheduler.drainWorker(slot: 1)
+        let afterDrain = placeFour()
+        #expect(afterDrain.count == 4 && !afterDrain.contains(1), "the draining worker got nothing: \(afterDrain)")
+        #expect(scheduler.strategyFaults == 8)
+        #expect(scheduler.faultsByScope[.default] == 8)
+    }
 }
