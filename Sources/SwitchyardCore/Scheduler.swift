@@ -96,13 +96,19 @@ public struct SchedulerConfiguration: Sendable {
     /// Faulty picks a strategy may make before it is switched off and the one
     /// it replaced is restored (0: never switch off).
     public var maxStrategyFaults: UInt64
+    /// When the strategy holds the next task although a worker could take
+    /// it (e.g. `key_affinity` keeping a key on its full owner), how many
+    /// tasks of the same priority behind it may be placed first (default 64;
+    /// 0: the held task blocks the queue).
+    public var holdLookahead: Int
 
     public init(
         prefetch: Int = 16, defaultMaxAttempts: UInt32 = 2, defaultTimeoutMillis: UInt32 = 0,
         maxQueue: Int = 10_000_000, retry: RetryPolicy = .init(), agingMillis: Int64 = 10_000,
         retainFinished: Int = 10_000, keepFinishedMillis: Int64 = 86_400_000, recordChanges: Bool = false,
-        maxStrategyFaults: UInt64 = 100
+        maxStrategyFaults: UInt64 = 100, holdLookahead: Int = 64
     ) {
+        self.holdLookahead = holdLookahead
         self.prefetch = prefetch
         self.defaultMaxAttempts = defaultMaxAttempts
         self.defaultTimeoutMillis = defaultTimeoutMillis
@@ -392,7 +398,46 @@ public struct Scheduler<Waiter> {
     /// Call until nil after any event. `nanos` is a monotonic clock, for
     /// service times.
     public mutating func nextStep(now: EpochMillis, nanos: UInt64 = 0) -> Step? {
-        guard let id = queue.first(now: now), let task = live[id] else { return nil }
+        guard let level = queue.firstLevel(now: now), let id = queue.id(at: 0, level: level), let task = live[id]
+        else { return nil }
+        if let slot = place(id, task) {
+            queue.remove(at: 0, level: level)
+            return dispatch(id, task, to: slot, nanos: nanos, now: now)
+        }
+        // Nobody has room, or nobody has the handler. The latter is final once
+        // some worker is ready (every worker loads the same plugins): say so
+        // instead of leaving the task, and everything behind it, stuck.
+        let anyReady = workers.contains { $0.state == .ready }
+        if anyReady && !workers.contains(where: { $0.state == .ready && $0.has(handler: task.handler) }) {
+            queue.remove(at: 0, level: level)
+            return .outcome(
+                finish(
+                    id, state: .dead, code: .unknownHandler,
+                    message:
+                        "no loaded plugin has a handler named `\(task.record.handler)` any more; the task was accepted while one did",
+                    now: now))
+        }
+        // The strategy held the task although a worker has room (a key kept on
+        // its busy owner): place what is behind it meanwhile, in order, so one
+        // held key does not stop every other. The held task stays first.
+        guard configuration.holdLookahead > 0, workers.contains(where: { $0.canTake(handler: task.handler) }) else {
+            return nil
+        }
+        let behind = min(configuration.holdLookahead, queue.count(level: level) - 1)
+        guard behind > 0 else { return nil }
+        for offset in 1...behind {
+            guard let other = queue.id(at: offset, level: level), let otherTask = live[other],
+                let slot = place(other, otherTask)
+            else { continue }
+            queue.remove(at: offset, level: level)
+            return dispatch(other, otherTask, to: slot, nanos: nanos, now: now)
+        }
+        return nil
+    }
+
+    /// Asks the task's strategy for a worker; a faulty answer is counted and
+    /// replaced by round-robin. Nil: the strategy holds it, or nobody has room.
+    private mutating func place(_ id: TaskID, _ task: LiveTask) -> Int? {
         let candidate = DispatchCandidate(
             taskID: id, handler: task.handler, priority: task.record.priority, attempt: task.record.attempts + 1,
             payloadSize: task.record.payload.readableBytes, key: task.record.key)
@@ -406,23 +451,11 @@ public struct Scheduler<Waiter> {
             strategyFault(scope, answer: slot, handler: task.handler)
             chosen = fallback.pick(candidate, workers: workers)
         }
-        guard let slot = chosen else {
-            // Nobody has room, or nobody has the handler. The latter is final once
-            // some worker is ready (every worker loads the same plugins): say so
-            // instead of leaving the task, and everything behind it, stuck.
-            let anyReady = workers.contains { $0.state == .ready }
-            if anyReady && !workers.contains(where: { $0.state == .ready && $0.has(handler: task.handler) }) {
-                _ = queue.popFirst(now: now)
-                return .outcome(
-                    finish(
-                        id, state: .dead, code: .unknownHandler,
-                        message:
-                            "no loaded plugin has a handler named `\(task.record.handler)` any more; the task was accepted while one did",
-                        now: now))
-            }
-            return nil
-        }
-        _ = queue.popFirst(now: now)
+        return chosen
+    }
+
+    /// Marks the task (already out of the queue) running on `slot`.
+    private mutating func dispatch(_ id: TaskID, _ task: LiveTask, to slot: Int, nanos: UInt64, now: EpochMillis) -> Step {
         var record = task.record
         record.state = .running
         record.attempts += 1

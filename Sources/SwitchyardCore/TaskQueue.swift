@@ -63,6 +63,48 @@ public struct TaskQueue: Sendable {
         return entry.id
     }
 
+    /// The priority level whose oldest task runs next at time `now`.
+    public func firstLevel(now: EpochMillis = 0) -> Int32? { nextLevel(now: now) }
+
+    /// Tasks queued at priority `level`.
+    public func count(level: Int32) -> Int { buckets[level]?.count ?? 0 }
+
+    /// The task `offset` places behind the oldest of priority `level`.
+    public func id(at offset: Int, level: Int32) -> TaskID? {
+        guard let bucket = buckets[level], offset >= 0, offset < bucket.count else { return nil }
+        return bucket[bucket.index(bucket.startIndex, offsetBy: offset)].id
+    }
+
+    /// Removes the task `offset` places behind the oldest of priority `level`,
+    /// in O(offset): the ones before it move up by one.
+    public mutating func remove(at offset: Int, level: Int32) {
+        guard offset > 0 else {
+            // The hot path: the next task itself.
+            guard buckets[level]?.isEmpty == false else { return }
+            buckets[level]!.removeFirst()
+            count -= 1
+            if buckets[level]!.isEmpty { removeLevel(level) }
+            return
+        }
+        guard var bucket = buckets[level], offset < bucket.count else { return }
+        buckets[level] = nil  // unique, so the moves below do not copy the buffer
+        // Move the ones in front back by one, then drop the first: the oldest
+        // stays in front, so ageing is unchanged.
+        var index = bucket.index(bucket.startIndex, offsetBy: offset)
+        while index != bucket.startIndex {
+            let previous = bucket.index(before: index)
+            bucket[index] = bucket[previous]
+            index = previous
+        }
+        bucket.removeFirst()
+        count -= 1
+        if bucket.isEmpty {
+            removeLevel(level)
+        } else {
+            buckets[level] = bucket
+        }
+    }
+
     /// Removes a task wherever it is; false if it is not queued.
     @discardableResult
     public mutating func remove(_ id: TaskID, priority: Int32) -> Bool {

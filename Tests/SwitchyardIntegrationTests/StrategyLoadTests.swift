@@ -249,4 +249,31 @@ import Glibc
         // With one busy worker, one of the two draws is always idle: none get stuck.
         #expect(try await shortTasksStuckBehindLongOnes(strategy: ["two_choices"], longTasks: 1) == 0)
     }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aTaskHeldForItsBusyKeyOwnerDoesNotStopTheOthers() async throws {
+        try await withServer(workers: 2, extraArguments: ["--strategy", "key_affinity", "--prefetch", "1"]) { server in
+            let client = try await server.connect()
+            let (started, continuation) = AsyncStream<Void>.makeStream()
+            let long = Task {
+                try await client.submit(
+                    "sleep", payload: Array("600000".utf8), options: SubmitOptions(maxAttempts: 1, key: "hot")
+                ) { _, _ in continuation.yield() }
+            }
+            for await _ in started { break }
+            // The owner of "hot" is full (prefetch 1): key_affinity holds the next "hot" task.
+            let held = try await client.submitBackground(
+                "echo", payload: ByteBuffer(string: "held"), options: SubmitOptions(key: "hot"))
+            // Tasks queued behind it still run (before the fix they waited for the sleep).
+            for i in 0..<20 { #expect(try await client.submit("echo", payload: Array("\(i)".utf8)) == Array("\(i)".utf8)) }
+            #expect(try await client.taskInfo(held).state == .queued, "still held for its owner")
+            #expect(try await client.serverStatus().queued == 1)
+            // Its owner frees up: the held task runs there.
+            let owner = try #require(try await client.serverStatus().workers.first { $0.inFlight == 1 })
+            kill(owner.pid, SIGKILL)
+            _ = await #expect(throws: SwitchyardError.self) { _ = try await long.value }
+            #expect(try await client.wait(for: held) == ByteBuffer(string: "held"))
+            try await client.close()
+        }
+    }
 }
