@@ -38,7 +38,10 @@ public enum StrategyProbe {
     /// event loop). Throws `StrategyLoadError` saying why the file is refused.
     static func run(file: String, config: [String: String], executable: String) throws -> Report {
         let arguments = [argument, file] + config.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let child = try WorkerSpawner.spawn(executable: executable, arguments: arguments)
+        // No Swift crash backtrace: symbolicating one takes seconds, and the
+        // probe reports the signal itself.
+        let child = try WorkerSpawner.spawn(
+            executable: executable, arguments: arguments, setEnvironment: ["SWIFT_BACKTRACE=enable=no"])
         child.board.closeDescriptor()
         defer { close(child.socket) }
         let deadline = swy_monotonic_ns() + UInt64(deadlineSeconds) * 1_000_000_000
