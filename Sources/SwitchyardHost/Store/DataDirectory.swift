@@ -155,8 +155,13 @@ struct DataDirectoryLock: Sendable {
         return DataDirectoryLock(path: path, descriptor: descriptor)
     }
 
-    /// Releases the lock (closing the descriptor drops the `flock`).
+    /// Releases the lock. Unlocks explicitly before closing: a process that
+    /// another thread is spawning at this moment holds a copy of the
+    /// descriptor until its exec closes it, and closing ours alone would leave
+    /// the lock held by that copy (seen: a store reopened at once in the same
+    /// process was refused as "in use" by its own pid).
     func release() {
+        _ = flock(descriptor, LOCK_UN)
         _ = close(descriptor)
     }
 }
