@@ -116,7 +116,7 @@ var package = Package(
         .testTarget(
             name: "SwitchyardStrategyTests",
             dependencies: [
-                "SwitchyardHost", "SwitchyardABI", "SwitchyardCore",
+                "SwitchyardHost", "SwitchyardABI", "SwitchyardCore", "SwitchyardClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
