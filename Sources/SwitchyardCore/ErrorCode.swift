@@ -26,6 +26,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let workerCrashed = ErrorCode(rawValue: 21)
     /// An attempt ran past its timeout; its worker was killed and replaced.
     public static let timeout = ErrorCode(rawValue: 22)
+    /// The payload does not fit a bound C function's signature (wrong count or
+    /// type, an integer out of range); the message names the argument. Not retried.
+    public static let badArguments = ErrorCode(rawValue: 23)
     /// The server is shutting down and takes no new tasks.
     public static let shuttingDown = ErrorCode(rawValue: 30)
     /// Queued and scheduled tasks have reached the server's limit (`serve --max-queue`).
@@ -52,6 +55,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .handlerFailed: "HANDLER_FAILED"
         case .workerCrashed: "WORKER_CRASHED"
         case .timeout: "TIMEOUT"
+        case .badArguments: "BAD_ARGUMENTS"
         case .shuttingDown: "SHUTTING_DOWN"
         case .queueFull: "QUEUE_FULL"
         case .unknownStrategy: "UNKNOWN_STRATEGY"

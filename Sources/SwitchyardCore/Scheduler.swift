@@ -508,6 +508,9 @@ public struct Scheduler<Waiter> {
             return failAttempt(
                 id, code: .handlerFailed, message: message.isEmpty ? "handler returned an error" : message,
                 retryable: status == .retryableFailure, now: now)
+        case .badArguments:
+            let message = body.getString(at: body.readerIndex, length: body.readableBytes) ?? ""
+            return failAttempt(id, code: .badArguments, message: message, retryable: false, now: now)
         }
     }
 

@@ -46,6 +46,27 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         }
     }
 
+    /// A C function bound as a handler (`serve --config-file`, `bindings:`).
+    public struct Binding: Codable, Sendable, Hashable {
+        public var name: String
+        public var library: String
+        public var symbol: String
+        /// As configured, in normal form when it parses (`int64(int64, int64)`).
+        public var signature: String
+        /// Workers that have it.
+        public var workers: Int
+        /// Why workers left it out (library or symbol not found, bad signature); nil when loaded.
+        public var skipped: String?
+        public init(name: String, library: String, symbol: String, signature: String, workers: Int, skipped: String?) {
+            self.name = name
+            self.library = library
+            self.symbol = symbol
+            self.signature = signature
+            self.workers = workers
+            self.skipped = skipped
+        }
+    }
+
     public var server: String
     public var pid: Int32
     public var listen: String
@@ -64,15 +85,18 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var strategyNotices: [String]?
     public var handlers: [Handler]
     public var skippedPlugins: [SkippedPlugin]
+    /// The configured bindings, loaded or skipped; nil from servers older than bindings.
+    public var bindings: [Binding]?
 
     public init(
         server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,
         running: Int, succeeded: UInt64, failed: UInt64, workerRestarts: UInt64, workers: [Worker],
         strategies: [StrategyReport.Active]? = nil, strategyNotices: [String]? = nil,
-        handlers: [Handler], skippedPlugins: [SkippedPlugin]
+        handlers: [Handler], skippedPlugins: [SkippedPlugin], bindings: [Binding]? = nil
     ) {
         self.strategies = strategies
         self.strategyNotices = strategyNotices
+        self.bindings = bindings
         self.server = server
         self.pid = pid
         self.listen = listen

@@ -41,6 +41,8 @@ public enum HandlerStatus: UInt8, Sendable, Hashable {
     case ok = 0
     case permanentFailure = 1
     case retryableFailure = 2
+    /// A bound C function's payload did not fit its signature: BAD_ARGUMENTS, not retried.
+    case badArguments = 3
 }
 
 /// A task's full record as TASK_INFO reports it (and, without results, as

@@ -15,13 +15,19 @@ public struct WorkerConfig: Codable, Sendable, Hashable {
     public var config: [String: String]
     /// Largest result a task may produce, in bytes.
     public var maxResultSize: Int
+    /// C functions to bind as handlers after the plugins' (absent from older hosts).
+    public var bindings: [BindingSpec]?
 
-    public init(workerID: Int, generation: Int, plugins: [String], config: [String: String], maxResultSize: Int) {
+    public init(
+        workerID: Int, generation: Int, plugins: [String], config: [String: String], maxResultSize: Int,
+        bindings: [BindingSpec]? = nil
+    ) {
         self.workerID = workerID
         self.generation = generation
         self.plugins = plugins
         self.config = config
         self.maxResultSize = maxResultSize
+        self.bindings = bindings
     }
 }
 
@@ -49,16 +55,32 @@ public struct SkippedPlugin: Codable, Sendable, Hashable {
     }
 }
 
+/// A binding a worker could not prepare (library or symbol not found, bad
+/// signature, name taken), and why.
+public struct SkippedBinding: Codable, Sendable, Hashable {
+    public var name: String
+    public var reason: String
+    public init(name: String, reason: String) {
+        self.name = name
+        self.reason = reason
+    }
+}
+
 /// Sent once by the worker after loading: its handlers, in the order that
-/// WORKER_TASK's handler index refers to.
+/// WORKER_TASK's handler index refers to (plugin handlers, then bindings).
 public struct WorkerHello: Codable, Sendable, Hashable {
     public var pid: Int32
     public var handlers: [LoadedHandler]
     public var skipped: [SkippedPlugin]
-    public init(pid: Int32, handlers: [LoadedHandler], skipped: [SkippedPlugin]) {
+    /// Bindings left out (nil from workers that know no bindings).
+    public var skippedBindings: [SkippedBinding]?
+    public init(
+        pid: Int32, handlers: [LoadedHandler], skipped: [SkippedPlugin], skippedBindings: [SkippedBinding]? = nil
+    ) {
         self.pid = pid
         self.handlers = handlers
         self.skipped = skipped
+        self.skippedBindings = skippedBindings
     }
 }
 

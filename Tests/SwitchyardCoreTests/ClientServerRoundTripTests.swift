@@ -211,6 +211,26 @@ struct ServerMessageRoundTripTests {
         #expect(Set(skipped.keys) == ["file", "reason"])
     }
 
+    @Test func bindingsAreAnOptionalStatusFieldOlderPeersDoNotNeed() throws {
+        var status = ServerStatus(
+            server: "s", pid: 1, listen: "l", uptimeSeconds: 0, strategy: "round_robin", queued: 0, running: 0,
+            succeeded: 0, failed: 0, workerRestarts: 0, workers: [], handlers: [], skippedPlugins: [])
+        // A document from a server without bindings has no key for them: it still decodes.
+        let old = try #require(
+            try JSONSerialization.jsonObject(with: Data(status.encoded().readableBytesView)) as? [String: Any])
+        #expect(old["bindings"] == nil)
+        #expect(try ServerStatus(json: status.encoded()).bindings == nil)
+        status.bindings = [
+            .init(name: "add", library: "libx.so", symbol: "add", signature: "int64(int64, int64)", workers: 2, skipped: nil),
+            .init(name: "gone", library: "liby.so", symbol: "f", signature: "void()", workers: 0, skipped: "not found"),
+        ]
+        #expect(try ServerStatus(json: status.encoded()) == status)
+        let json = try #require(
+            try JSONSerialization.jsonObject(with: Data(status.encoded().readableBytesView)) as? [String: Any])
+        let binding = try #require((json["bindings"] as? [[String: Any]])?.last)
+        #expect(Set(binding.keys) == ["name", "library", "symbol", "signature", "workers", "skipped"])
+    }
+
     @Test(arguments: [0, 1024])
     func pong(size: Int) throws {
         #expect(try roundTrip(.pong(pattern(size)), type: .pong) == .pong(pattern(size)))

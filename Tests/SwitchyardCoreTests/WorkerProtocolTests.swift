@@ -74,7 +74,7 @@ struct WorkerProtocolTests {
         #expect(try roundTrip(.hello(hello), type: .workerHello) == .hello(hello))
     }
 
-    @Test(arguments: [HandlerStatus.ok, .permanentFailure, .retryableFailure])
+    @Test(arguments: [HandlerStatus.ok, .permanentFailure, .retryableFailure, .badArguments])
     func done(status: HandlerStatus) throws {
         for body in [ByteBuffer(), text("résultat ✓"), pattern(1 << 20)] {
             let message = WorkerToHost.done(id: 9, status: status, body: body)
