@@ -42,6 +42,8 @@ var package = Package(
         .target(name: "SwitchyardABI", path: "sdk", sources: ["src"], publicHeadersPath: "include", cSettings: strictC),
         // System calls Swift cannot make directly (posix_spawn with closefrom).
         .target(name: "CSwitchyardSystem", path: "Sources/CSwitchyardSystem", cSettings: strictC),
+        // libffi (Debian's libffi-dev), for C functions bound as handlers without glue.
+        .systemLibrary(name: "CLibFFI", path: "Sources/CLibFFI"),
         // Wire codec, task model, scheduling state machines: no sockets, no processes.
         .target(
             name: "SwitchyardCore",
@@ -55,7 +57,7 @@ var package = Package(
         .target(
             name: "SwitchyardHost",
             dependencies: [
-                "SwitchyardCore", "SwitchyardABI", "CSwitchyardSystem",
+                "SwitchyardCore", "SwitchyardABI", "CSwitchyardSystem", "CLibFFI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -121,6 +123,11 @@ var package = Package(
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
+        ),
+        // Bindings without processes: the signature parser, JSON arguments, and calls into real libm.
+        .testTarget(
+            name: "SwitchyardBindingTests",
+            dependencies: ["SwitchyardHost", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // Median ns per `pick` through the ABI for each shipped strategy (a benchmark, not a test).
         .executableTarget(

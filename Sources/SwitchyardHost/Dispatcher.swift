@@ -41,6 +41,8 @@ final class Dispatcher: @unchecked Sendable {
     private var loadedHandlers: [HandlerID: LoadedHandler] = [:]
     private var skipped: [SkippedPlugin] = []
     private var reportedSkips: Set<SkippedPlugin> = []
+    /// Why each skipped binding was left out, by binding name (first reason seen).
+    private var skippedBindings: [String: String] = [:]
 
     private struct Worker {
         enum State: String { case starting, ready, stopping, exited }
@@ -172,7 +174,8 @@ final class Dispatcher: @unchecked Sendable {
             failedStarts: failedStarts)
         let config = WorkerConfig(
             workerID: slot, generation: generation, plugins: pluginFiles, config: configuration.pluginConfig,
-            maxResultSize: configuration.maxFrameSize - 64)
+            maxResultSize: configuration.maxFrameSize - 64,
+            bindings: configuration.bindings.isEmpty ? nil : configuration.bindings)
         let maxFrame = configuration.maxFrameSize + 64
         ClientBootstrap(group: loop)
             .channelInitializer { [self] channel in
@@ -278,6 +281,10 @@ final class Dispatcher: @unchecked Sendable {
             reportedSkips.insert(skip)
             skipped.append(skip)
             logger.warning("skipped plugin \(skip.file): \(skip.reason)")
+        }
+        for skip in hello.skippedBindings ?? [] where skippedBindings[skip.name] == nil {
+            skippedBindings[skip.name] = skip.reason
+            logger.warning("skipped binding \(skip.name): \(skip.reason)")
         }
         var ids: [HandlerID] = []
         for handler in hello.handlers {
@@ -1048,7 +1055,21 @@ final class Dispatcher: @unchecked Sendable {
                     name: handler.name, plugin: handler.plugin, pluginVersion: handler.pluginVersion,
                     file: handler.file, workers: perHandlerWorkers[id])
             }.sorted { $0.name < $1.name },
-            skippedPlugins: skipped)
+            skippedPlugins: skipped,
+            bindings: configuration.bindings.isEmpty ? nil : bindingStatus(perHandlerWorkers))
+    }
+
+    private func bindingStatus(_ perHandlerWorkers: [Int]) -> [ServerStatus.Binding] {
+        configuration.bindings.map { spec in
+            var workers = 0
+            if let id = handlerIDs[spec.name], loadedHandlers[id]?.plugin == BindingLoader.pluginName {
+                workers = perHandlerWorkers[id]
+            }
+            let signature = (try? BindingSignature(parsing: spec.signature))?.description ?? spec.signature
+            return ServerStatus.Binding(
+                name: spec.name, library: spec.library, symbol: spec.symbol, signature: signature, workers: workers,
+                skipped: skippedBindings[spec.name])
+        }
     }
 }
 

@@ -17,6 +17,10 @@ public struct HostConfiguration: Sendable {
     public var workerExecutable: String?
     /// Values plugins read with `config_get` (`--config key=value`).
     public var pluginConfig: [String: String]
+    /// C functions bound as handlers through libffi, after the plugins' handlers
+    /// (`bindings:` in `serve --config-file`); default none. Workers open the
+    /// libraries; one that cannot be prepared is skipped and reported in status.
+    public var bindings: [BindingSpec] = []
     /// Largest frame accepted from clients and workers, header included (default 16 MiB).
     public var maxFrameSize: Int
     /// Tasks each worker may hold at once (default 16): enough that a worker's

@@ -50,6 +50,8 @@ final class WorkerRuntime {
     var configStrings: [String: UnsafeMutablePointer<CChar>] = [:]
     var handlers: [PluginHandler] = []
     var workerStates: [UnsafeMutableRawPointer?] = []
+    /// Bound C functions; their handler indexes follow the plugin handlers'.
+    var bindings: [BoundFunction] = []
     /// The plugin whose hook is running, for log lines.
     var currentPlugin = ""
     var workerID = 0
@@ -152,12 +154,22 @@ final class WorkerRuntime {
             workerStates.append(state)
         }
         errorMessage = nil
-        let hello = WorkerHello(
-            pid: getpid(),
-            handlers: handlers.map {
+        // Names of plugin handlers stay theirs even in a worker where on_worker_start
+        // failed, so a binding never answers for a handler in some workers only.
+        let (bound, skippedBindings) = BindingLoader.load(config.bindings ?? [], takenNames: owner)
+        bindings = bound
+        let loaded =
+            handlers.map {
                 LoadedHandler(name: $0.name, plugin: $0.plugin, pluginVersion: $0.pluginVersion, file: $0.file)
-            },
-            skipped: skipped)
+            }
+            + bindings.map {
+                LoadedHandler(
+                    name: $0.spec.name, plugin: BindingLoader.pluginName, pluginVersion: $0.signature.description,
+                    file: $0.spec.library)
+            }
+        let hello = WorkerHello(
+            pid: getpid(), handlers: loaded, skipped: skipped,
+            skippedBindings: config.bindings == nil ? nil : skippedBindings)
         WorkerToHost.hello(hello).write(to: &output)
     }
 
@@ -179,6 +191,9 @@ final class WorkerRuntime {
     // MARK: Tasks
 
     private func execute(id: TaskID, attempt: UInt32, priority: Int32, index: Int, payload: ByteBuffer) {
+        if index >= handlers.count && index - handlers.count < bindings.count {
+            return executeBinding(bindings[index - handlers.count], id: id, payload: payload)
+        }
         guard index < handlers.count else {
             writeDone(id: id, status: .permanentFailure, message: "worker has no handler number \(index)")
             return
@@ -212,6 +227,25 @@ final class WorkerRuntime {
             writeDone(
                 id: id, status: .permanentFailure,
                 message: "handler `\(handler.name)` returned unknown status \(status.rawValue)")
+        }
+    }
+
+    /// Runs a task of a bound C function: a crash in it kills this worker like a plugin's would.
+    private func executeBinding(_ binding: BoundFunction, id: TaskID, payload: ByteBuffer) {
+        result.clear()
+        currentTask = id
+        board?.begin(id)
+        defer { board?.end() }
+        let outcome = payload.withUnsafeReadableBytes { bytes in
+            binding.call(payload: bytes, into: &result, maxResultSize: maxResultSize)
+        }
+        switch outcome {
+        case .ok:
+            WorkerToHost.writeDone(id: id, status: .ok, body: &result, to: &output)
+        case .badArguments(let message):
+            writeDone(id: id, status: .badArguments, message: "\(binding.spec.name): \(message)")
+        case .failed(let message):
+            writeDone(id: id, status: .permanentFailure, message: message)
         }
     }
 
