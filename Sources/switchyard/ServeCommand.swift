@@ -15,9 +15,15 @@ struct ServeCommand: AsyncParsableCommand {
             this executable). Tasks are kept in SQLite in --data-dir unless --store memory. \
             SIGINT or SIGTERM stops accepting and finishes running tasks (up to \
             --shutdown-timeout); with SQLite, queued tasks stay stored for the next start, with \
-            the memory store they are run first. Then it stops the workers and exits 0.
+            the memory store they are run first. Then it stops the workers and exits 0. \
+            Every flag can also be set in --config-file (YAML; keys are the flag names without \
+            the dashes); a flag on the command line wins. C functions bound as handlers \
+            (`bindings:`) can only be declared there. See docs/OPERATIONS.md and docs/BINDINGS.md.
             """
     )
+
+    @Option(help: "A YAML file of serve settings and C function bindings; flags given here win over it.")
+    var configFile: String?
 
     @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
     var listen: String = "127.0.0.1:7400"
@@ -121,6 +127,25 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        guard let configFile else { return try await serve(bindings: []) }
+        let file: ServeConfigFile
+        do {
+            file = try ServeConfigFile(path: configFile)
+            // The file's values alone first, so a bad one is blamed on the file.
+            _ = try ServeCommand.parse(file.arguments)
+        } catch let error as ServeConfigFile.Invalid {
+            throw ValidationError(error.description)
+        } catch {
+            throw ValidationError("config file \(configFile): \(ServeCommand.message(for: error))")
+        }
+        // The file's flags, then the command line's: for a flag given both ways the later, the
+        // command line's, is the one kept (repeatable flags add up, command line last).
+        let commandLine = Array(CommandLine.arguments.drop { $0 != Self.configuration.commandName }.dropFirst())
+        let merged = try ServeCommand.parse(file.arguments + commandLine)
+        try await merged.serve(bindings: file.bindings)
+    }
+
+    private func serve(bindings: [BindingSpec]) async throws {
         let level = Logger.Level(rawValue: logLevel)!
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -148,6 +173,7 @@ struct ServeCommand: AsyncParsableCommand {
             keepResults: .milliseconds(try millis(keepResults)))
         var withStrategies = configuration
         withStrategies.strategyFaultLimit = strategyFaultLimit
+        withStrategies.bindings = bindings
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2

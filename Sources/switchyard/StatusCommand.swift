@@ -57,10 +57,26 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print("\nhandlers:")
         print(pad("NAME", 16) + pad("PLUGIN", 22) + pad("WORKERS", 9) + "FILE")
-        for handler in status.handlers {
+        // Bound C functions are listed under "bindings", with their signatures.
+        let bound = Set((status.bindings ?? []).map(\.name))
+        for handler in status.handlers where !(handler.plugin == "ffi" && bound.contains(handler.name)) {
             print(
                 pad(handler.name, 16) + pad("\(handler.plugin) \(handler.pluginVersion)", 22)
                     + pad("\(handler.workers)", 9) + handler.file)
+        }
+        if let bindings = status.bindings, !bindings.isEmpty {
+            print("\nbindings:")
+            print(pad("NAME", 16) + pad("SIGNATURE", 28) + pad("WORKERS", 9) + "FUNCTION")
+            for binding in bindings {
+                print(
+                    pad(binding.name, 16) + pad(binding.signature, 28) + pad("\(binding.workers)", 9)
+                        + "\(binding.symbol) in \(binding.library)")
+            }
+            let skipped = bindings.filter { $0.skipped != nil }
+            if !skipped.isEmpty {
+                print("\nskipped bindings:")
+                for binding in skipped { print("  \(binding.name): \(binding.skipped!)") }
+            }
         }
         if !status.skippedPlugins.isEmpty {
             print("\nskipped plugins:")
