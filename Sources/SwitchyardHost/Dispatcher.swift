@@ -43,6 +43,9 @@ final class Dispatcher: @unchecked Sendable {
     private var reportedSkips: Set<SkippedPlugin> = []
     /// Why each skipped binding was left out, by binding name (first reason seen).
     private var skippedBindings: [String: String] = [:]
+    /// Bindings workers prepare: the configured ones minus any whose library
+    /// crashed a worker while it was being opened.
+    private var bindings: [BindingSpec]
 
     private struct Worker {
         enum State: String { case starting, ready, stopping, exited }
@@ -97,6 +100,7 @@ final class Dispatcher: @unchecked Sendable {
     init(loop: EventLoop, configuration: HostConfiguration, logger: Logger, executable: String, pluginFiles: [String]) {
         self.loop = loop
         self.configuration = configuration
+        self.bindings = configuration.bindings
         self.logger = logger
         self.executable = executable
         self.pluginFiles = pluginFiles
@@ -175,7 +179,7 @@ final class Dispatcher: @unchecked Sendable {
         let config = WorkerConfig(
             workerID: slot, generation: generation, plugins: pluginFiles, config: configuration.pluginConfig,
             maxResultSize: configuration.maxFrameSize - 64,
-            bindings: configuration.bindings.isEmpty ? nil : configuration.bindings)
+            bindings: bindings.isEmpty ? nil : bindings)
         let maxFrame = configuration.maxFrameSize + 64
         ClientBootstrap(group: loop)
             .channelInitializer { [self] channel in
@@ -266,6 +270,15 @@ final class Dispatcher: @unchecked Sendable {
     /// `on_worker_start`: leave the file out of every later worker, so one bad
     /// plugin cannot keep the others from serving.
     private func excludeCrashingPlugin(file: String, handler: String, exit: WorkerSpawner.Exit) {
+        if let name = BindingLoader.bindingName(loading: handler) {
+            // Opening a bound library ran code that killed the worker (a constructor, say).
+            guard bindings.contains(where: { $0.name == name }) else { return }
+            bindings.removeAll { $0.name == name }
+            let reason = "the worker \(exit) while opening library `\(file)`; fix the library and restart the server"
+            if skippedBindings[name] == nil { skippedBindings[name] = reason }
+            logger.error("skipped binding \(name): \(reason)")
+            return
+        }
         guard pluginFiles.contains(file) else { return }
         pluginFiles.removeAll { $0 == file }
         let during = handler.isEmpty ? "while the file was being opened" : "in on_worker_start of handler `\(handler)`"

@@ -156,7 +156,9 @@ final class WorkerRuntime {
         errorMessage = nil
         // Names of plugin handlers stay theirs even in a worker where on_worker_start
         // failed, so a binding never answers for a handler in some workers only.
-        let (bound, skippedBindings) = BindingLoader.load(config.bindings ?? [], takenNames: owner)
+        let (bound, skippedBindings) = BindingLoader.load(config.bindings ?? [], takenNames: owner) {
+            announceLoading(file: $0, handler: $1)
+        }
         bindings = bound
         let loaded =
             handlers.map {

@@ -177,6 +177,33 @@ import Testing
         withExtendedLifetime(dir) {}
     }
 
+    @Test func aLibraryThatCrashesWhenOpenedIsSkippedAndTheRestServe() async throws {
+        let dir = try TemporaryDirectory()
+        try await compilePlugin(
+            Paths.root.appendingPathComponent("Tests/Fixtures/ffi/crash_on_load.c").path, to: dir.file("libboom.so"))
+        let (fixtures, base) = try await configured()
+        let config = dir.file("boom.yaml")
+        let yaml = try String(contentsOfFile: base, encoding: .utf8)
+            + "\n  - {name: boom, library: \(dir.file("libboom.so")), symbol: never_called, signature: \"int64(int64)\"}\n"
+        try yaml.write(toFile: config, atomically: true, encoding: .utf8)
+        try await withServer(workers: 2, extraArguments: ["--config-file", config]) { server in
+            let client = try await server.connect()
+            let status = try await client.serverStatus()
+            let boom = try #require(status.bindings?.first { $0.name == "boom" })
+            #expect(boom.workers == 0)
+            #expect(boom.skipped?.contains("SIGSEGV") == true, "\(boom.skipped ?? "")")
+            #expect(boom.skipped?.contains("libboom.so") == true, "\(boom.skipped ?? "")")
+            #expect(server.log.contains { $0.contains("skipped binding boom: ") })
+            #expect(try await text(client, "add", "[1, 2]") == "3")
+            let error = await #expect(throws: SwitchyardError.self) {
+                _ = try await client.submit("boom", payload: Array("[1]".utf8))
+            }
+            #expect(error?.code == .unknownHandler)
+            try await client.close()
+        }
+        withExtendedLifetime(fixtures) {}
+    }
+
     @Test func theConfigFileSetsFlagsAndTheCommandLineWins() async throws {
         // The file asks for 3 workers; ServerProcess passes --workers 2, which wins.
         let (dir, config) = try await configured("workers: 3\nmax-frame-size: 65536\nconfig: {greet.word: hi}")
