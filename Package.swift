@@ -131,6 +131,12 @@ var package = Package(
             name: "SwitchyardBindingTests",
             dependencies: ["SwitchyardHost", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        // ns per call of a bound function: JSON in, ffi_call, JSON out vs a direct call (a benchmark, not a test).
+        .executableTarget(
+            name: "FFIBench",
+            dependencies: ["SwitchyardHost", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "bench/ffi"
+        ),
         // Median ns per `pick` through the ABI for each shipped strategy (a benchmark, not a test).
         .executableTarget(
             name: "StrategyBench", dependencies: ["SwitchyardHost", "SwitchyardABI"], path: "bench/strategy"

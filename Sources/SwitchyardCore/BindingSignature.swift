@@ -108,13 +108,16 @@ public struct BindingSignature: Sendable, Hashable, CustomStringConvertible {
         }
         self.result = result
         self.parameters = parameters
+        // Stored, not computed: both are read on every call.
+        arguments = parameters.filter { $0 != .outLength }
+        takesRawPayload = arguments == [.bytes]
     }
 
     /// The arguments a client supplies, in order (`out_len` left out).
-    public var arguments: [BindingType] { parameters.filter { $0 != .outLength } }
+    public let arguments: [BindingType]
 
     /// True when the payload is passed as is: the only argument is `bytes`.
-    public var takesRawPayload: Bool { arguments == [.bytes] }
+    public let takesRawPayload: Bool
 
     /// The normal form, e.g. `int64(int64, int64)`.
     public var description: String {

@@ -37,6 +37,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "For the sleep handler: milliseconds each task sleeps.")
     var sleepMs: Int?
 
+    @Option(help: "The payload of every task, as text, e.g. '[1, 2]' for a bound C function (instead of random bytes).")
+    var payload: String?
+
     @Flag(help: "Submit in the background (measure acceptance, not execution).")
     var background = false
 
@@ -58,7 +61,9 @@ struct BenchCommand: AsyncParsableCommand {
     func run() async throws {
         let address = try connection.address()
         var payload = ByteBuffer()
-        if let sleepMs {
+        if let text = self.payload {
+            payload.writeString(text)
+        } else if let sleepMs {
             payload.writeString("\(sleepMs)")
         } else {
             var generator = SystemRandomNumberGenerator()
