@@ -216,6 +216,22 @@ import Testing
         withExtendedLifetime(dir) {}
     }
 
+    @Test func everyServeFlagIsAConfigFileKey() async throws {
+        let help = try await run(Paths.switchyard, ["serve", "--help"])
+        let regex = try Regex("--([a-z][a-z-]*)")
+        let flags = Set(help.stdout.matches(of: regex).map { String(help.stdout[$0.range].dropFirst(2)) })
+            .subtracting(["help", "config-file", "version"])
+        #expect(flags.count >= 20, "\(flags)")
+        let dir = try TemporaryDirectory()
+        try "nonsense: 1\n".write(toFile: dir.file("x.yaml"), atomically: true, encoding: .utf8)
+        let result = try await run(Paths.switchyard, ["serve", "--config-file", dir.file("x.yaml")])
+        let known = try #require(result.stderr.range(of: "known keys: ")).upperBound
+        let keys = Set(result.stderr[known...].prefix { $0 != "\n" }.split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        })
+        #expect(flags.subtracting(keys).isEmpty, "serve flags the config file does not know: \(flags.subtracting(keys))")
+    }
+
     @Test func aBadConfigFileStopsServeNamingTheKey() async throws {
         let dir = try TemporaryDirectory()
         let cases: [(String, String)] = [
