@@ -42,7 +42,10 @@ var package = Package(
         // The C ABI: one header in sdk/include, shared by the host and every plugin.
         .target(name: "SwitchyardABI", path: "sdk", sources: ["src"], publicHeadersPath: "include", cSettings: strictC),
         // System calls Swift cannot make directly (posix_spawn with closefrom).
-        .target(name: "CSwitchyardSystem", path: "Sources/CSwitchyardSystem", cSettings: strictC),
+        // (and SHA-256 of plugin files, through libcrypto, which the sha256 plugin uses too).
+        .target(
+            name: "CSwitchyardSystem", path: "Sources/CSwitchyardSystem", cSettings: strictC,
+            linkerSettings: [.linkedLibrary("crypto")]),
         // libffi (Debian's libffi-dev), for C functions bound as handlers without glue.
         .systemLibrary(name: "CLibFFI", path: "Sources/CLibFFI"),
         // Wire codec, task model, scheduling state machines: no sockets, no processes.

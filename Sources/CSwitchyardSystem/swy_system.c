@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 int swy_socketpair_cloexec(int fds[2]) {
     return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
 }
@@ -111,3 +113,36 @@ int swy_wifexited(int status) { return WIFEXITED(status); }
 int swy_wexitstatus(int status) { return WEXITSTATUS(status); }
 int swy_wifsignaled(int status) { return WIFSIGNALED(status); }
 int swy_wtermsig(int status) { return WTERMSIG(status); }
+
+int swy_sha256_file(const char *path, char hex[65]) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        close(fd);
+        return EIO;
+    }
+    unsigned char buffer[65536];
+    int result = 0;
+    for (;;) {
+        ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { result = errno; break; }
+        if (n == 0) break;
+        if (EVP_DigestUpdate(ctx, buffer, (size_t)n) != 1) { result = EIO; break; }
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    if (result == 0 && EVP_DigestFinal_ex(ctx, digest, &length) != 1) result = EIO;
+    EVP_MD_CTX_free(ctx);
+    close(fd);
+    if (result != 0) return result;
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < length && i < 32; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = 0;
+    return 0;
+}

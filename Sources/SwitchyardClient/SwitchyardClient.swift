@@ -231,6 +231,19 @@ public final class SwitchyardClient: Sendable {
         }
     }
 
+    /// Reloads the server's handler plugins: a probe worker loads the plugin
+    /// directory again; if it succeeds, new workers start on the new files and
+    /// the old ones finish what they hold and exit. Returns when that is done.
+    /// A refused plugin set throws `SwitchyardError` with RELOAD_FAILED (the
+    /// old set keeps serving).
+    @discardableResult
+    public func reload() async throws -> ReloadReport {
+        switch try await send(.reload) {
+        case .reloadInfo(let json): return try ReloadReport(json: json)
+        case let other: throw unexpected(other, for: "RELOAD")
+        }
+    }
+
     /// A round trip to the server.
     public func ping() async throws {
         switch try await send(.ping(ByteBuffer())) {

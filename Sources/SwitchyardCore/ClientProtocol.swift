@@ -185,6 +185,9 @@ public enum ClientMessage: Sendable, Hashable {
     case strategySet(StrategySetRequest)
     /// Load a strategy plugin file (after a probe process tried it): answered with STRATEGY_INFO.
     case strategyLoad(StrategyLoadRequest)
+    /// Load the plugin directory again and roll workers over to it: answered
+    /// with RELOAD_INFO once the old workers are gone, or ERROR RELOAD_FAILED.
+    case reload
 
     public var frameType: FrameType {
         switch self {
@@ -199,6 +202,7 @@ public enum ClientMessage: Sendable, Hashable {
         case .strategyList: .strategyList
         case .strategySet: .strategySet
         case .strategyLoad: .strategyLoad
+        case .reload: .reload
         }
     }
 
@@ -288,6 +292,9 @@ public enum ClientMessage: Sendable, Hashable {
                 throw ProtocolError(.badRequest, "STRATEGY_LOAD needs an absolute path on the server, not `\(path)`")
             }
             self = .strategyLoad(StrategyLoadRequest(path: path, config: config))
+        case .reload:
+            try body.expectEnd("RELOAD")
+            self = .reload
         default:
             throw ProtocolError(.badRequest, "frame type \(frame.type) is not a client request")
         }
@@ -382,6 +389,8 @@ public enum ClientMessage: Sendable, Hashable {
                 body.writeShortString(request.handler ?? "")
                 body.writeConfig(request.config)
             }
+        case .reload:
+            Frame.writeHeader(type: .reload, requestID: requestID, bodyLength: 0, to: &buffer)
         case .strategyLoad(let request):
             Frame.write(type: .strategyLoad, requestID: requestID, to: &buffer) { body in
                 body.writeMediumString(request.path)
@@ -450,6 +459,8 @@ public enum ServerMessage: Sendable, Hashable {
     case taskList([TaskInfo])
     /// STRATEGY_INFO carries a JSON document (`StrategyReport`).
     case strategyInfo(ByteBuffer)
+    /// RELOAD_INFO carries a JSON document (`ReloadReport`).
+    case reloadInfo(ByteBuffer)
 
     public init(frame: Frame) throws {
         var body = frame.body
@@ -504,6 +515,8 @@ public enum ServerMessage: Sendable, Hashable {
             self = .serverInfo(body)
         case .strategyInfo:
             self = .strategyInfo(body)
+        case .reloadInfo:
+            self = .reloadInfo(body)
         case .pong:
             self = .pong(body)
         default:
@@ -539,6 +552,8 @@ public enum ServerMessage: Sendable, Hashable {
             }
         case .strategyInfo(let json):
             Frame(type: .strategyInfo, requestID: requestID, body: json).write(to: &buffer)
+        case .reloadInfo(let json):
+            Frame(type: .reloadInfo, requestID: requestID, body: json).write(to: &buffer)
         case .serverInfo(let json):
             Frame(type: .serverInfo, requestID: requestID, body: json).write(to: &buffer)
         case .pong(let body):

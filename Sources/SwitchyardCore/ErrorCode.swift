@@ -37,6 +37,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let unknownStrategy = ErrorCode(rawValue: 40)
     /// STRATEGY_LOAD: the file was refused (not loadable, wrong ABI, or its probe process failed).
     public static let strategyRefused = ErrorCode(rawValue: 41)
+    /// RELOAD: the new plugin set was refused (its probe failed); the old one keeps serving.
+    public static let reloadFailed = ErrorCode(rawValue: 42)
     /// The connection has too many requests in flight.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
     /// A bug in the server; the message says what.
@@ -60,6 +62,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .queueFull: "QUEUE_FULL"
         case .unknownStrategy: "UNKNOWN_STRATEGY"
         case .strategyRefused: "STRATEGY_REFUSED"
+        case .reloadFailed: "RELOAD_FAILED"
         case .tooManyRequests: "TOO_MANY_REQUESTS"
         case .internalError: "INTERNAL"
         default: "ERROR_\(rawValue)"

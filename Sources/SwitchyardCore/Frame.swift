@@ -21,6 +21,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let strategyList = FrameType(rawValue: 0x09)
     public static let strategySet = FrameType(rawValue: 0x0A)
     public static let strategyLoad = FrameType(rawValue: 0x0B)
+    public static let reload = FrameType(rawValue: 0x0C)
 
     // Server → client.
     public static let helloOK = FrameType(rawValue: 0x81)
@@ -33,6 +34,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let pong = FrameType(rawValue: 0x88)
     public static let taskList = FrameType(rawValue: 0x89)
     public static let strategyInfo = FrameType(rawValue: 0x8A)
+    public static let reloadInfo = FrameType(rawValue: 0x8B)
 
     // Host → worker.
     public static let workerConfig = FrameType(rawValue: 0x41)
@@ -59,6 +61,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .strategyList: "STRATEGY_LIST"
         case .strategySet: "STRATEGY_SET"
         case .strategyLoad: "STRATEGY_LOAD"
+        case .reload: "RELOAD"
         case .helloOK: "HELLO_OK"
         case .accepted: "ACCEPTED"
         case .result: "RESULT"
@@ -69,6 +72,7 @@ public struct FrameType: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .pong: "PONG"
         case .taskList: "TASK_LIST"
         case .strategyInfo: "STRATEGY_INFO"
+        case .reloadInfo: "RELOAD_INFO"
         case .workerConfig: "WORKER_CONFIG"
         case .workerTask: "WORKER_TASK"
         case .workerStop: "WORKER_STOP"

@@ -16,11 +16,14 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         /// Moving average of the time a task takes on this worker, in ns
         /// (measured between completions while busy); nil before the first.
         public var serviceNanosAverage: UInt64?
+        /// The plugin generation this worker loaded (see `ReloadReport.generation`).
+        public var pluginGeneration: Int?
         public init(
             id: Int, pid: Int32, generation: Int, state: String, tasksDone: UInt64, inFlight: Int, handlers: [String],
-            serviceNanosAverage: UInt64? = nil
+            serviceNanosAverage: UInt64? = nil, pluginGeneration: Int? = nil
         ) {
             self.serviceNanosAverage = serviceNanosAverage
+            self.pluginGeneration = pluginGeneration
             self.id = id
             self.pid = pid
             self.generation = generation
@@ -37,7 +40,18 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var pluginVersion: String
         public var file: String
         public var workers: Int
-        public init(name: String, plugin: String, pluginVersion: String, file: String, workers: Int) {
+        /// SHA-256 of the plugin file when it was loaded, the plugin generation
+        /// that loaded it, and when (seconds since the epoch).
+        public var sha256: String?
+        public var generation: Int?
+        public var loadedAt: Double?
+        public init(
+            name: String, plugin: String, pluginVersion: String, file: String, workers: Int, sha256: String? = nil,
+            generation: Int? = nil, loadedAt: Double? = nil
+        ) {
+            self.sha256 = sha256
+            self.generation = generation
+            self.loadedAt = loadedAt
             self.name = name
             self.plugin = plugin
             self.pluginVersion = pluginVersion
@@ -87,6 +101,10 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var skippedPlugins: [SkippedPlugin]
     /// The configured bindings, loaded or skipped; nil from servers older than bindings.
     public var bindings: [Binding]?
+    /// The plugin generation new tasks go to (1 at start, one more per reload).
+    public var pluginGeneration: Int?
+    /// The outcome of the last reload, if any.
+    public var lastReload: ReloadReport?
 
     public init(
         server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,

@@ -61,9 +61,37 @@ final class Dispatcher: @unchecked Sendable {
         var failedStarts = 0
         /// What the worker said it was loading last, until its hello.
         var loading: (file: String, handler: String)?
+        /// The plugin generation it loaded.
+        var pluginGeneration = 1
+        /// An old-generation worker on its way out after a reload: it takes no
+        /// new task, stops once its tasks are done, and is not replaced.
+        var retiring = false
     }
     private var workers: [Worker?] = []
     private var generationCounter = 0
+
+    // Plugin generations (hot reload): what new workers load.
+    /// 1 at start, one more per reload that changed something.
+    private var pluginGeneration = 1
+    private var pluginLoadedAt = Date().timeIntervalSince1970
+    /// SHA-256 of each plugin file, as the current generation loaded it.
+    private var pluginHashes: [String: String] = [:]
+    private var lastReload: ReloadReport?
+    private var reloading: ReloadInProgress?
+    private var queuedReloads: [(trigger: String, promise: EventLoopPromise<ReloadReport>)] = []
+
+    private struct ReloadInProgress {
+        var trigger: String
+        var promises: [EventLoopPromise<ReloadReport>]
+        var startedAt: Double
+        var startNanos: UInt64
+        var report: ReloadReport?
+        var newSlots: [Int] = []
+        var oldSlots: [Int] = []
+        var retiring: Set<Int> = []
+        var killed: Set<Int> = []
+        var drainTimer: Scheduled<Void>?
+    }
     private var workerRestarts: UInt64 = 0
 
     private var connections: [ObjectIdentifier: ClientConnection] = [:]
@@ -104,6 +132,7 @@ final class Dispatcher: @unchecked Sendable {
         self.logger = logger
         self.executable = executable
         self.pluginFiles = pluginFiles
+        for file in pluginFiles { pluginHashes[file] = try? sha256Hex(ofFile: file) }
         self.serverName = "switchyard/\(SwitchyardHost.version)"
         self.scheduler = Scheduler(
             configuration: SchedulerConfiguration(
@@ -158,6 +187,11 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func spawnWorker(slot: Int) {
+        if workers[slot]?.retiring == true {
+            // A retired slot's restart was pending: the new generation replaces it.
+            retired(slot: slot)
+            return
+        }
         generationCounter += 1
         let generation = generationCounter
         let failedStarts = workers[slot]?.failedStarts ?? 0
@@ -175,7 +209,7 @@ final class Dispatcher: @unchecked Sendable {
         workers[slot] = Worker(
             generation: generation, pid: spawned.pid, link: nil, board: spawned.board, state: .starting,
             startedAt: .now(),
-            failedStarts: failedStarts)
+            failedStarts: failedStarts, pluginGeneration: pluginGeneration)
         let config = WorkerConfig(
             workerID: slot, generation: generation, plugins: pluginFiles, config: configuration.pluginConfig,
             maxResultSize: configuration.maxFrameSize - 64,
@@ -235,6 +269,7 @@ final class Dispatcher: @unchecked Sendable {
                 return
             }
             deliver(outcome)
+            if worker.retiring && scheduler.workers[slot].inFlight.isEmpty { stop(slot: slot) }
             pump()
         case .progress(let id, let done, let total):
             for waiter in scheduler.waiters(of: id) {
@@ -317,6 +352,7 @@ final class Dispatcher: @unchecked Sendable {
         if phase == .stoppingWorkers {
             stop(slot: slot)
         } else {
+            if reloading != nil { reloadWorkerReady() }
             pump()
         }
     }
@@ -343,9 +379,14 @@ final class Dispatcher: @unchecked Sendable {
         }
         guard workers[slot]?.generation == generation else { return }
         workers[slot]!.exit = exit
-        let expected = phase == .stoppingWorkers || phase == .stopped
+        let retiring = workers[slot]!.retiring
+        let expected = phase == .stoppingWorkers || phase == .stopped || retiring
         let description = "worker \(slot) (pid \(pid)) \(exit)"
-        if expected {
+        if retiring {
+            let killed = reloading?.killed.contains(slot) == true
+            logger.info(
+                "\(description): generation \(workers[slot]!.pluginGeneration) \(killed ? "killed at the drain timeout" : "drained")")
+        } else if expected {
             logger.debug("\(description)")
         } else if killedForTimeout[slot] != nil {
             logger.warning("\(description) after a task timeout; starting a replacement")
@@ -379,6 +420,7 @@ final class Dispatcher: @unchecked Sendable {
             workerRestarts += 1
             scheduleRestart(slot: slot)
         }
+        if retiring { retired(slot: slot) }
         pump()
         checkStopped()
     }
@@ -421,6 +463,17 @@ final class Dispatcher: @unchecked Sendable {
             }
         case .strategyLoad(let request):
             loadStrategy(request, requestID: requestID, from: connection)
+        case .reload:
+            reload(trigger: "request").whenComplete { result in
+                switch result {
+                case .success(let report):
+                    connection.send(.reloadInfo(report.encoded()), requestID: requestID)
+                case .failure(let error as ProtocolError):
+                    connection.send(.error(error.code, taskID: 0, message: error.message), requestID: requestID)
+                case .failure(let error):
+                    connection.send(.error(.reloadFailed, taskID: 0, message: "\(error)"), requestID: requestID)
+                }
+            }
         case .serverStatus:
             connection.send(.serverInfo(status().encoded()), requestID: requestID)
         case .ping(let body):
@@ -592,6 +645,220 @@ final class Dispatcher: @unchecked Sendable {
                     requestID: requestID)
             }
         }
+    }
+
+    // MARK: Hot reload
+
+    /// Reloads the handler plugins: a probe worker loads the plugin directory
+    /// as it is now; if that succeeds, a new generation of workers starts on
+    /// it, new tasks go to them, and the old workers finish what they hold and
+    /// exit (killed at the drain timeout, their tasks retried on the new
+    /// generation). Completes when the old workers are gone. A reload asked
+    /// for while one runs follows it (all such requests share that one).
+    func reload(trigger: String) -> EventLoopFuture<ReloadReport> {
+        loop.preconditionInEventLoop()
+        let promise = loop.makePromise(of: ReloadReport.self)
+        guard phase == .running else {
+            promise.fail(ProtocolError(.shuttingDown, "the server is \(phase == .starting ? "starting" : "shutting down"); no reload"))
+            return promise.futureResult
+        }
+        if reloading != nil {
+            queuedReloads.append((trigger, promise))
+        } else {
+            beginReload(trigger: trigger, promises: [promise])
+        }
+        return promise.futureResult
+    }
+
+    private func beginReload(trigger: String, promises: [EventLoopPromise<ReloadReport>]) {
+        reloading = ReloadInProgress(
+            trigger: trigger, promises: promises, startedAt: Date().timeIntervalSince1970,
+            startNanos: swy_monotonic_ns())
+        logger.info("reload (\(trigger)): probing the plugins in a probe worker")
+        let source = configuration.plugins
+        let executable = self.executable
+        let config = WorkerConfig(
+            workerID: -1, generation: 0, plugins: [], config: configuration.pluginConfig,
+            maxResultSize: configuration.maxFrameSize - 64, bindings: bindings.isEmpty ? nil : bindings)
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> PluginProbe.Result in
+            let files = try PluginDiscovery.files(for: source)
+            var withFiles = config
+            withFiles.plugins = files
+            return try PluginProbe.run(
+                files: files, executable: executable, environment: Self.workerEnvironment, config: withFiles)
+        }.whenComplete { [self] result in
+            switch result {
+            case .failure(let error): finishReload(outcome: "failed", reason: "\(error)")
+            case .success(let probe): probeSucceeded(probe)
+            }
+        }
+    }
+
+    private func probeSucceeded(_ probe: PluginProbe.Result) {
+        guard phase == .running, reloading != nil else { return }
+        // A file the probe skipped refuses the set, unless this very content
+        // was already skipped before (a known-bad file must not block reloads).
+        let fresh = probe.hello.skipped.filter { skip in
+            !(reportedSkips.contains(skip) && pluginHashes[skip.file] != nil
+                && pluginHashes[skip.file] == probe.hashes[skip.file])
+        }
+        if !fresh.isEmpty {
+            let reasons = fresh.map { "plugin \($0.file): \($0.reason)" }.joined(separator: "; ")
+            finishReload(outcome: "failed", reason: reasons)
+            return
+        }
+        var files: [String: ReloadReport.File] = [:]
+        for handler in probe.hello.handlers where handler.plugin != BindingLoader.pluginName {
+            files[handler.file, default: ReloadReport.File(
+                file: handler.file, sha256: probe.hashes[handler.file] ?? "", plugin: handler.plugin,
+                version: handler.pluginVersion, handlers: [])].handlers.append(handler.name)
+        }
+        let oldNames = Set(loadedHandlers.values.map(\.name))
+        let newNames = Set(probe.hello.handlers.map(\.name))
+        reloading!.report = ReloadReport(
+            outcome: "reloaded", trigger: reloading!.trigger, generation: pluginGeneration + 1,
+            files: files.values.sorted { $0.file < $1.file }, added: newNames.subtracting(oldNames).sorted(),
+            removed: oldNames.subtracting(newNames).sorted(), startedAt: reloading!.startedAt, durationMillis: 0)
+        if probe.files == pluginFiles && probe.hashes == pluginHashes {
+            reloading!.report!.generation = pluginGeneration
+            finishReload(outcome: "unchanged", reason: nil)
+            return
+        }
+        pluginGeneration += 1
+        pluginFiles = probe.files
+        pluginHashes = probe.hashes
+        pluginLoadedAt = Date().timeIntervalSince1970
+        // Gone handlers take no new task from now on; queued ones fail once the
+        // new workers are ready (no ready worker has them).
+        for name in oldNames.subtracting(newNames) {
+            if let id = handlerIDs[name] { loadedHandlers[id] = nil }
+        }
+        var old: [Int] = []
+        for (slot, worker) in workers.enumerated() {
+            guard let worker, worker.pluginGeneration < pluginGeneration else { continue }
+            old.append(slot)
+        }
+        var fresh_slots: [Int] = []
+        var slot = 0
+        while fresh_slots.count < configuration.workers {
+            if slot == workers.count { workers.append(nil) }
+            if workers[slot] == nil { fresh_slots.append(slot) }
+            slot += 1
+        }
+        scheduler.setWorkerCount(workers.count)
+        reloading!.newSlots = fresh_slots
+        reloading!.oldSlots = old
+        logger.info(
+            "reload: generation \(pluginGeneration) probed fine (\(probe.hello.handlers.count) handlers); starting \(fresh_slots.count) workers on it"
+        )
+        for slot in fresh_slots { spawnWorker(slot: slot) }
+    }
+
+    /// A worker said hello during a reload: once every new one has, the old
+    /// generation starts draining.
+    private func reloadWorkerReady() {
+        guard let reload = reloading, reload.report != nil, reload.retiring.isEmpty, reload.drainTimer == nil,
+            reload.newSlots.allSatisfy({ workers[$0]?.state == .ready })
+        else { return }
+        if reload.oldSlots.isEmpty {
+            finishReload(outcome: "reloaded", reason: nil)
+            return
+        }
+        for slot in reload.oldSlots {
+            guard workers[slot] != nil else { continue }
+            workers[slot]!.retiring = true
+            reloading!.retiring.insert(slot)
+            switch workers[slot]!.state {
+            case .ready, .starting:
+                scheduler.drainWorker(slot: slot)
+                if scheduler.workers[slot].inFlight.isEmpty { stop(slot: slot) }
+            case .stopping:
+                break
+            case .exited:
+                // Waiting for a restart that will not come now.
+                if workers[slot]!.exit != nil { retired(slot: slot) }
+            }
+        }
+        guard reloading != nil, !reloading!.retiring.isEmpty else { return }
+        let timeout = configuration.drainTimeout
+        logger.info(
+            "reload: new generation ready; \(reloading!.retiring.count) old workers finish their tasks (drain timeout \(timeout.nanoseconds / 1_000_000) ms)"
+        )
+        reloading!.drainTimer = loop.scheduleTask(in: timeout) { [self] in
+            guard let reload = reloading else { return }
+            for slot in reload.retiring {
+                guard let worker = workers[slot], worker.state != .exited || worker.exit == nil else { continue }
+                reloading!.killed.insert(slot)
+                logger.warning(
+                    "reload: worker \(slot) (pid \(worker.pid)) of generation \(worker.pluginGeneration) still busy at the drain timeout; killed, its tasks go to the new generation"
+                )
+                WorkerSpawner.kill(worker.pid)
+            }
+        }
+    }
+
+    /// An old-generation worker is gone for good: its slot is free.
+    private func retired(slot: Int) {
+        workers[slot] = nil
+        guard reloading != nil, reloading!.retiring.remove(slot) != nil else { return }
+        if reloading!.killed.contains(slot) {
+            reloading!.report?.killedAtDrainTimeout += 1
+        } else {
+            reloading!.report?.drained += 1
+        }
+        if reloading!.retiring.isEmpty { finishReload(outcome: "reloaded", reason: nil) }
+    }
+
+    private func finishReload(outcome: String, reason: String?) {
+        guard var reload = reloading else { return }
+        reload.drainTimer?.cancel()
+        var report =
+            reload.report
+            ?? ReloadReport(
+                outcome: outcome, trigger: reload.trigger, generation: pluginGeneration, startedAt: reload.startedAt,
+                durationMillis: 0)
+        report.outcome = outcome
+        report.reason = reason
+        if outcome == "failed" { report.generation = pluginGeneration }
+        report.durationMillis = Double(swy_monotonic_ns() - reload.startNanos) / 1e6
+        reloading = nil
+        lastReload = report
+        let took = String(format: "%.1f", report.durationMillis)
+        switch outcome {
+        case "failed":
+            logger.error(
+                "reload (\(report.trigger)) refused: \(reason ?? "?"); generation \(pluginGeneration) keeps serving")
+            for promise in reload.promises { promise.fail(ProtocolError(.reloadFailed, reason ?? "reload failed")) }
+        default:
+            let changes =
+                outcome == "unchanged"
+                ? "no file changed, no worker replaced"
+                : "handlers added: \(report.added.isEmpty ? "none" : report.added.joined(separator: ", ")); removed: \(report.removed.isEmpty ? "none" : report.removed.joined(separator: ", ")); \(report.drained) old workers drained, \(report.killedAtDrainTimeout) killed at the drain timeout"
+            logger.info(
+                "reload (\(report.trigger)) done in \(took) ms: generation \(report.generation) serving; \(changes)")
+            for file in report.files where outcome == "reloaded" {
+                logger.info("generation \(report.generation): \(file.file) \(file.plugin) \(file.version) sha256 \(file.sha256)")
+            }
+            for promise in reload.promises { promise.succeed(report) }
+        }
+        if !queuedReloads.isEmpty, phase == .running {
+            let next = queuedReloads
+            queuedReloads = []
+            beginReload(trigger: next[0].trigger, promises: next.map(\.promise))
+        }
+        pump()
+    }
+
+    /// Shutdown: reloads in progress or queued end here (the workers stop anyway).
+    private func abandonReloads() {
+        let error = ProtocolError(.shuttingDown, "the server is shutting down; the reload was abandoned")
+        if let reload = reloading {
+            reload.drainTimer?.cancel()
+            for promise in reload.promises { promise.fail(error) }
+            reloading = nil
+        }
+        for queued in queuedReloads { queued.promise.fail(error) }
+        queuedReloads = []
     }
 
     // MARK: Strategies
@@ -945,6 +1212,7 @@ final class Dispatcher: @unchecked Sendable {
     func beginShutdown() {
         guard phase == .starting || phase == .running else { return }
         phase = .draining
+        abandonReloads()
         if let ready = readyPromise {
             readyPromise = nil
             ready.fail(ConfigurationError("shut down before every worker started"))
@@ -1054,10 +1322,11 @@ final class Dispatcher: @unchecked Sendable {
                     id: slot, pid: worker.pid, generation: worker.generation, state: worker.state.rawValue,
                     tasksDone: slotState.tasksDone, inFlight: slotState.inFlight.count,
                     handlers: worker.handlerNames,
-                    serviceNanosAverage: slotState.serviceNanosAverage == 0 ? nil : slotState.serviceNanosAverage))
+                    serviceNanosAverage: slotState.serviceNanosAverage == 0 ? nil : slotState.serviceNanosAverage,
+                    pluginGeneration: worker.pluginGeneration))
         }
         let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
-        return ServerStatus(
+        var status = ServerStatus(
             server: serverName, pid: getpid(), listen: listenAddress, uptimeSeconds: uptime,
             strategy: scheduler.strategy.name, queued: scheduler.queue.count, running: scheduler.runningCount,
             succeeded: scheduler.succeededCount, failed: scheduler.failedCount, workerRestarts: workerRestarts,
@@ -1066,10 +1335,14 @@ final class Dispatcher: @unchecked Sendable {
             handlers: loadedHandlers.map { id, handler in
                 ServerStatus.Handler(
                     name: handler.name, plugin: handler.plugin, pluginVersion: handler.pluginVersion,
-                    file: handler.file, workers: perHandlerWorkers[id])
+                    file: handler.file, workers: perHandlerWorkers[id], sha256: pluginHashes[handler.file],
+                    generation: pluginGeneration, loadedAt: pluginLoadedAt)
             }.sorted { $0.name < $1.name },
             skippedPlugins: skipped,
             bindings: configuration.bindings.isEmpty ? nil : bindingStatus(perHandlerWorkers))
+        status.pluginGeneration = pluginGeneration
+        status.lastReload = lastReload
+        return status
     }
 
     private func bindingStatus(_ perHandlerWorkers: [Int]) -> [ServerStatus.Binding] {

@@ -58,6 +58,10 @@ public struct HostConfiguration: Sendable {
     /// before it is switched off and the one it replaced restored; 0 never
     /// switches one off (default 100).
     public var strategyFaultLimit: UInt64 = 100
+    /// After a reload, how long old-generation workers may take to finish the
+    /// tasks they hold before they are killed and those tasks retried on the
+    /// new generation (default 30 s).
+    public var drainTimeout: TimeAmount = .seconds(30)
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {

@@ -142,6 +142,19 @@ public final class SwitchyardHost: Service, Sendable {
         return try await dispatcher.loop.submit { dispatcher.status() }.get()
     }
 
+    /// Reloads the handler plugins (see `switchyard reload`): a probe worker
+    /// loads the plugin directory again; if it succeeds, a new generation of
+    /// workers takes over and the old one drains. Returns when that is done.
+    /// Throws a `ProtocolError` with code RELOAD_FAILED (nothing changed) or
+    /// SHUTTING_DOWN. `trigger` names the cause in the log and the report.
+    @discardableResult
+    public func reload(trigger: String = "request") async throws -> ReloadReport {
+        guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {
+            throw ConfigurationError("the host has not been started")
+        }
+        return try await dispatcher.loop.flatSubmit { dispatcher.reload(trigger: trigger) }.get()
+    }
+
     /// Makes a strategy written in Swift available under `name`, in process.
     public func registerStrategy(_ name: String, _ registration: StrategyRegistration) async throws {
         guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {

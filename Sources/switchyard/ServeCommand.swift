@@ -76,6 +76,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Faulty picks a strategy may make before the server switches it off and restores the one it replaced (0: never).")
     var strategyFaultLimit: UInt64 = 100
 
+    @Option(help: "After a reload, how long old workers may take to finish their tasks before they are killed and the tasks retried on the new plugins.")
+    var drainTimeout: String = "30s"
+
     @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
     var config: [String] = []
 
@@ -173,6 +176,7 @@ struct ServeCommand: AsyncParsableCommand {
             keepResults: .milliseconds(try millis(keepResults)))
         var withStrategies = configuration
         withStrategies.strategyFaultLimit = strategyFaultLimit
+        withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
         withStrategies.bindings = bindings
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -181,6 +185,17 @@ struct ServeCommand: AsyncParsableCommand {
                 : StrategySetRequest(name: text)
         }
         let host = SwitchyardHost(configuration: withStrategies, logger: logger)
+        // SIGHUP (and SIGUSR1, which Workerman users reach for) reload the plugins.
+        let reloadSignals = [SIGHUP, SIGUSR1].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                Task { _ = try? await host.reload(trigger: number == SIGHUP ? "SIGHUP" : "SIGUSR1") }
+            }
+            source.resume()
+            return source
+        }
+        defer { reloadSignals.forEach { $0.cancel() } }
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: host)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

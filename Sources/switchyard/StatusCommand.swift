@@ -45,6 +45,14 @@ struct StatusCommand: AsyncParsableCommand {
             }
         }
         for notice in status.strategyNotices ?? [] { print(notice) }
+        if let generation = status.pluginGeneration {
+            var line = "plugins: generation \(generation)"
+            if let reload = status.lastReload {
+                line += "; last reload (\(reload.trigger)): \(reload.outcome)"
+                if let reason = reload.reason { line += ": \(reason)" }
+            }
+            print(line)
+        }
         print("\nworkers:")
         print(
             pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("AVG TIME", 11)
@@ -56,13 +64,14 @@ struct StatusCommand: AsyncParsableCommand {
                     + "\(worker.handlers.count)")
         }
         print("\nhandlers:")
-        print(pad("NAME", 16) + pad("PLUGIN", 22) + pad("WORKERS", 9) + "FILE")
+        print(pad("NAME", 16) + pad("PLUGIN", 22) + pad("WORKERS", 9) + pad("SHA-256", 14) + "FILE")
         // Bound C functions are listed under "bindings", with their signatures.
         let bound = Set((status.bindings ?? []).map(\.name))
         for handler in status.handlers where !(handler.plugin == "ffi" && bound.contains(handler.name)) {
             print(
                 pad(handler.name, 16) + pad("\(handler.plugin) \(handler.pluginVersion)", 22)
-                    + pad("\(handler.workers)", 9) + handler.file)
+                    + pad("\(handler.workers)", 9) + pad(handler.sha256.map { String($0.prefix(12)) } ?? "-", 14)
+                    + handler.file)
         }
         if let bindings = status.bindings, !bindings.isEmpty {
             print("\nbindings:")

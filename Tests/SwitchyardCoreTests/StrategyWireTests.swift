@@ -50,6 +50,26 @@ struct StrategyWireTests {
         #expect(try roundTrip(.strategyLoad(plain)) == .strategyLoad(plain))
     }
 
+    @Test func reloadIsAnEmptyFrameAnsweredWithAJSONReport() throws {
+        var wire = ByteBuffer()
+        ClientMessage.reload.write(requestID: 3, to: &wire)
+        #expect(Array(wire.readableBytesView) == [0, 0, 0, 6, 0x0C, 0, 0, 0, 0, 3])
+        #expect(try roundTrip(.reload) == .reload)
+        let extra = frame(.reload, body: [1])
+        #expect(throws: ProtocolError.self) { try ClientMessage(frame: extra) }
+        let report = ReloadReport(
+            outcome: "reloaded", trigger: "SIGHUP", generation: 3,
+            files: [.init(file: "/p/vecho.so", sha256: String(repeating: "a", count: 64), plugin: "v", version: "2", handlers: ["vecho"])],
+            added: ["x"], removed: ["y"], drained: 2, killedAtDrainTimeout: 1, startedAt: 1.5, durationMillis: 12.25)
+        let parsed = try roundTrip(.reloadInfo(report.encoded()), type: .reloadInfo)
+        guard case .reloadInfo(let json) = parsed else {
+            Issue.record("expected RELOAD_INFO, got \(parsed)")
+            return
+        }
+        #expect(try ReloadReport(json: json) == report)
+        #expect(ErrorCode.reloadFailed.name == "RELOAD_FAILED" && ErrorCode.reloadFailed.rawValue == 42)
+    }
+
     @Test func strategyLoadNeedsAnAbsolutePath() {
         let relative: [UInt8] = [0, 5] + Array("s.so!".utf8) + [0, 0]
         let error = #expect(throws: ProtocolError.self) { try ClientMessage(frame: frame(.strategyLoad, body: relative)) }

@@ -63,4 +63,9 @@ int swy_wexitstatus(int status);
 int swy_wifsignaled(int status);
 int swy_wtermsig(int status);
 
+/* SHA-256 of the file at `path`, as 64 lowercase hex digits and a NUL in
+ * `hex` (65 bytes). Returns 0, or an errno value (the file cannot be read, or
+ * EIO when libcrypto fails). Reads with one open descriptor, close-on-exec. */
+int swy_sha256_file(const char *path, char hex[65]);
+
 #endif

@@ -120,6 +120,7 @@ final class ServerProcess: Sendable {
         if let plugins { arguments += ["--plugins", plugins] }
         arguments += extraArguments
         let lines = NIOLockedValueBox<[String]>([])
+        let watch = LogWatch()
         let exited = NIOLockedValueBox(false)
         let (started, startedContinuation) = AsyncStream<(pid_t, HostPort?)>.makeStream()
         // The process lives as long as this task: it reads the log until the
@@ -138,6 +139,7 @@ final class ServerProcess: Sendable {
                 }
                 for try await line in execution.standardError.strings() {
                     lines.withLockedValue { $0.append(line) }
+                    watch.saw(line)
                     keep?.write(Data((line + "\n").utf8))
                     if !reported, let range = line.range(of: "listening on ") {
                         reported = true
@@ -149,6 +151,7 @@ final class ServerProcess: Sendable {
             }
             startedContinuation.finish()
             exited.withLockedValue { $0 = true }
+            watch.ended()
             return exitCode(result.terminationStatus)
         }
         var outcome: (pid_t, HostPort?)?
@@ -162,13 +165,17 @@ final class ServerProcess: Sendable {
             throw TestFailure("the server exited (\(status.map(String.init) ?? "?")) before it listened; its log:\n\(log)")
         }
         return ServerProcess(
-            pid: pid, address: address, logLines: lines, exit: exit, exited: exited, ownDataDirectory: own)
+            pid: pid, address: address, logLines: lines, exit: exit, exited: exited, ownDataDirectory: own,
+            watch: watch)
     }
+
+    private let watch: LogWatch
 
     private init(
         pid: pid_t, address: HostPort, logLines: NIOLockedValueBox<[String]>, exit: Task<Int32, Error>,
-        exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?
+        exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?, watch: LogWatch
     ) {
+        self.watch = watch
         self.exited = exited
         self.pid = pid
         self.address = address
@@ -178,6 +185,12 @@ final class ServerProcess: Sendable {
     }
 
     var log: [String] { logLines.withLockedValue { $0 } }
+
+    /// Returns once the server logs a line (already logged, or to come) for
+    /// which `matches` is true; throws if the server exits first.
+    func waitForLog(_ matches: @escaping @Sendable (String) -> Bool) async throws {
+        try await watch.wait(for: matches, in: log)
+    }
 
     func connect() async throws -> SwitchyardClient {
         try await SwitchyardClient.connect(to: address)
@@ -226,5 +239,45 @@ func withServer<T>(
     } catch {
         await server.stop(signal: SIGKILL)
         throw error
+    }
+}
+
+/// Wakes tests waiting for a log line (see `ServerProcess.waitForLog`).
+final class LogWatch: Sendable {
+    private struct Waiter {
+        var matches: @Sendable (String) -> Bool
+        var continuation: CheckedContinuation<Void, Error>
+    }
+    private let state = NIOLockedValueBox((waiters: [Waiter](), ended: false, seen: [String]()))
+
+    func saw(_ line: String) {
+        let ready: [Waiter] = state.withLockedValue { state in
+            state.seen.append(line)
+            let ready = state.waiters.filter { $0.matches(line) }
+            state.waiters.removeAll { $0.matches(line) }
+            return ready
+        }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+
+    func ended() {
+        let left = state.withLockedValue { state in
+            state.ended = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in left { waiter.continuation.resume(throwing: TestFailure("the server exited before the awaited log line")) }
+    }
+
+    func wait(for matches: @escaping @Sendable (String) -> Bool, in _: [String]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            let outcome: Result<Void, Error>? = state.withLockedValue { state in
+                if state.seen.contains(where: matches) { return .success(()) }
+                if state.ended { return .failure(TestFailure("the server exited before the awaited log line")) }
+                state.waiters.append(Waiter(matches: matches, continuation: continuation))
+                return nil
+            }
+            if let outcome { continuation.resume(with: outcome) }
+        }
     }
 }

@@ -1,0 +1,129 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CSwitchyardSystem
+import NIOCore
+import SwitchyardCore
+
+/// Why a reload was refused; the description names the file and the reason.
+struct ReloadError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// SHA-256 of a file's content, as lowercase hex.
+func sha256Hex(ofFile path: String) throws -> String {
+    var hex = [CChar](repeating: 0, count: 65)
+    let code = swy_sha256_file(path, &hex)
+    guard code == 0 else {
+        throw ReloadError("plugin \(path) cannot be read: \(String(cString: strerror(code)))")
+    }
+    return hex.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+}
+
+/// Proves a plugin set before any worker serves it: one worker process, started
+/// exactly as a real one, loads every file (ABI checks, constructors,
+/// `on_worker_start`), says hello, then stops (`on_worker_stop`). It never
+/// takes a task. Blocking: run it off the event loop.
+enum PluginProbe {
+    struct Result {
+        var files: [String]
+        var hashes: [String: String]
+        var hello: WorkerHello
+    }
+
+    /// How long loading may take before the probe is killed and the set refused.
+    static let deadlineSeconds: UInt64 = 60
+
+    static func run(
+        files: [String], executable: String, environment: [String], config: WorkerConfig
+    ) throws -> Result {
+        var hashes: [String: String] = [:]
+        for file in files { hashes[file] = try sha256Hex(ofFile: file) }
+        let child = try WorkerSpawner.spawn(executable: executable, setEnvironment: environment)
+        child.board.closeDescriptor()
+        defer { close(child.socket) }
+        let deadline = swy_monotonic_ns() + deadlineSeconds * 1_000_000_000
+
+        var out = ByteBuffer()
+        HostToWorker.config(config).write(to: &out)
+        _ = writeAll(child.socket, out)
+
+        var input = ByteBuffer()
+        var loading: (file: String, handler: String)?
+        var hello: WorkerHello?
+        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+        reading: while hello == nil {
+            let now = swy_monotonic_ns()
+            guard now < deadline else { break }
+            var descriptor = pollfd(fd: child.socket, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(min((deadline - now) / 1_000_000 + 1, 1_000)))
+            if ready < 0 && errno != EINTR { break }
+            guard ready > 0 else { continue }
+            let count = read(child.socket, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            input.writeBytes(chunk[0..<count])
+            while let frame = try? Frame.read(from: &input) {
+                switch try? WorkerToHost(frame: frame) {
+                case .loading(let file, let handler): loading = (file, handler)
+                case .hello(let said):
+                    hello = said
+                    break reading
+                default: continue
+                }
+            }
+        }
+        if let hello {
+            // Let it run on_worker_stop and exit; it has nothing else to do.
+            var stop = ByteBuffer()
+            HostToWorker.stop.write(to: &stop)
+            _ = writeAll(child.socket, stop)
+            _ = waitForExit(child.pid, deadline: swy_monotonic_ns() + 10_000_000_000)
+            return Result(files: files, hashes: hashes, hello: hello)
+        }
+        let exit = waitForExit(child.pid, deadline: max(deadline, swy_monotonic_ns() + 1_000_000_000))
+        let how = exit.map { "\($0)" } ?? "did not finish loading within \(deadlineSeconds) s and was killed"
+        guard let loading else { throw ReloadError("the probe worker \(how) before loading any plugin") }
+        if loading.handler.isEmpty {
+            throw ReloadError("plugin \(loading.file): the probe worker \(how) while the file was being opened")
+        }
+        if let name = BindingLoader.bindingName(loading: loading.handler) {
+            throw ReloadError("binding \(name): the probe worker \(how) while opening library `\(loading.file)`")
+        }
+        throw ReloadError(
+            "plugin \(loading.file): the probe worker \(how) in on_worker_start of handler `\(loading.handler)`")
+    }
+
+    private static func writeAll(_ fd: Int32, _ buffer: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { return false }
+                offset += written
+            }
+            return true
+        }
+    }
+
+    /// Reaps `pid`, killing it at `deadline`; nil when it had to be killed.
+    private static func waitForExit(_ pid: pid_t, deadline: UInt64) -> WorkerSpawner.Exit? {
+        while true {
+            if let exit = WorkerSpawner.reap(pid) { return exit }
+            if swy_monotonic_ns() >= deadline {
+                WorkerSpawner.kill(pid)
+                while WorkerSpawner.reap(pid) == nil {
+                    var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                    nanosleep(&pause, nil)
+                }
+                return nil
+            }
+            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&pause, nil)
+        }
+    }
+}
