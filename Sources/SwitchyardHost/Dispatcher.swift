@@ -1104,14 +1104,14 @@ final class Dispatcher: @unchecked Sendable {
             guard let worker, let board = worker.board, let id = board.running else { continue }
             let timeout = Int64(scheduler.timeoutMillis(of: id))
             guard timeout > 0, slot < scheduler.workers.count else { continue }
-            let elapsed = Int64(truncatingIfNeeded: (now &- board.startedNanoseconds) / 1_000_000)
+            let started = board.startedNanoseconds
+            let elapsed = now > started ? Int64((now - started) / 1_000_000) : 0
             delay = min(delay, max(1, timeout - elapsed + 1))
         }
         return delay
     }
 
     private func sweepTimeouts() {
-        let now = swy_monotonic_ns()
         var busy = false
         for (slot, worker) in workers.enumerated() {
             guard let worker, worker.state == .ready || worker.state == .stopping else { continue }
@@ -1119,7 +1119,12 @@ final class Dispatcher: @unchecked Sendable {
             busy = true
             guard killedForTimeout[slot] == nil, let board = worker.board, let id = board.running else { continue }
             let timeout = scheduler.timeoutMillis(of: id)
-            guard timeout > 0, now &- board.startedNanoseconds >= UInt64(timeout) * 1_000_000 else { continue }
+            // Read the clock after the board: the worker may start its next task
+            // meanwhile, and a start later than `now` must not wrap around into
+            // an enormous elapsed time (it did: a fresh task "ran past" 30 min).
+            let started = board.startedNanoseconds
+            let now = swy_monotonic_ns()
+            guard timeout > 0, now > started, now - started >= UInt64(timeout) * 1_000_000 else { continue }
             logger.warning(
                 "task \(id) ran past its timeout of \(timeout) ms on worker \(slot) (pid \(worker.pid)); killing the worker")
             killedForTimeout[slot] = (id, timeout)
