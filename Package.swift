@@ -141,6 +141,18 @@ var package = Package(
             path: "bench/ffi"
         ),
         // Median ns per `pick` through the ABI for each shipped strategy (a benchmark, not a test).
+        // What a hot reload costs the tasks flowing through it (bench/reload/run; a benchmark, not a test).
+        .executableTarget(
+            name: "ReloadBench",
+            dependencies: [
+                "SwitchyardClient", "SwitchyardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "bench/reload", exclude: ["run"]
+        ),
         .executableTarget(
             name: "StrategyBench", dependencies: ["SwitchyardHost", "SwitchyardABI"], path: "bench/strategy"
         ),
