@@ -237,8 +237,13 @@ public final class SwitchyardClient: Sendable {
     /// A refused plugin set throws `SwitchyardError` with RELOAD_FAILED (the
     /// old set keeps serving).
     @discardableResult
-    public func reload() async throws -> ReloadReport {
-        switch try await send(.reload) {
+    public func reload(canary: CanaryOptions? = nil) async throws -> ReloadReport {
+        if let canary {
+            do { try canary.validate() } catch let error as ProtocolError {
+                throw SwitchyardError(code: error.code, message: error.message)
+            }
+        }
+        switch try await send(.reload(canary)) {
         case .reloadInfo(let json): return try ReloadReport(json: json)
         case let other: throw unexpected(other, for: "RELOAD")
         }

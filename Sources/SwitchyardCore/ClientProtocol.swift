@@ -187,7 +187,7 @@ public enum ClientMessage: Sendable, Hashable {
     case strategyLoad(StrategyLoadRequest)
     /// Load the plugin directory again and roll workers over to it: answered
     /// with RELOAD_INFO once the old workers are gone, or ERROR RELOAD_FAILED.
-    case reload
+    case reload(CanaryOptions? = nil)
 
     public var frameType: FrameType {
         switch self {
@@ -293,8 +293,17 @@ public enum ClientMessage: Sendable, Hashable {
             }
             self = .strategyLoad(StrategyLoadRequest(path: path, config: config))
         case .reload:
+            guard body.readableBytes > 0 else {
+                self = .reload(nil)
+                return
+            }
+            let percent = try body.readField("canary_percent", as: UInt8.self)
+            let tasks = try body.readField("canary_tasks", as: UInt32.self)
+            let margin = try body.readField("canary_margin_percent", as: UInt8.self)
             try body.expectEnd("RELOAD")
-            self = .reload
+            let options = CanaryOptions(percent: Int(percent), tasks: Int(tasks), marginPercent: Int(margin))
+            try options.validate()
+            self = .reload(options)
         default:
             throw ProtocolError(.badRequest, "frame type \(frame.type) is not a client request")
         }
@@ -389,8 +398,14 @@ public enum ClientMessage: Sendable, Hashable {
                 body.writeShortString(request.handler ?? "")
                 body.writeConfig(request.config)
             }
-        case .reload:
-            Frame.writeHeader(type: .reload, requestID: requestID, bodyLength: 0, to: &buffer)
+        case .reload(let canary):
+            guard let canary else {
+                Frame.writeHeader(type: .reload, requestID: requestID, bodyLength: 0, to: &buffer)
+                return
+            }
+            Frame.writeHeader(type: .reload, requestID: requestID, bodyLength: 6, to: &buffer)
+            buffer.writeMultipleIntegers(
+                UInt8(clamping: canary.percent), UInt32(clamping: canary.tasks), UInt8(clamping: canary.marginPercent))
         case .strategyLoad(let request):
             Frame.write(type: .strategyLoad, requestID: requestID, to: &buffer) { body in
                 body.writeMediumString(request.path)

@@ -1,5 +1,55 @@
 import NIOCore
 
+/// A canary reload: the new version first gets `percent` of the tasks of each
+/// handler whose file changed. Once it has finished `tasks` of them, its
+/// failure rate (failures and crashes) is compared with the old version's over
+/// the same time: more than `marginPercent` points worse and the new version
+/// is rolled back; otherwise it is promoted to every worker.
+public struct CanaryOptions: Sendable, Hashable, Codable {
+    public var percent: Int
+    public var tasks: Int
+    public var marginPercent: Int
+
+    public init(percent: Int, tasks: Int = 100, marginPercent: Int = 10) {
+        self.percent = percent
+        self.tasks = tasks
+        self.marginPercent = marginPercent
+    }
+
+    public func validate() throws {
+        guard (1...99).contains(percent) else {
+            throw ProtocolError(.badRequest, "RELOAD canary_percent must be 1 to 99, not \(percent)")
+        }
+        guard (1...1_000_000).contains(tasks) else {
+            throw ProtocolError(.badRequest, "RELOAD canary_tasks must be 1 to 1000000, not \(tasks)")
+        }
+        guard (0...100).contains(marginPercent) else {
+            throw ProtocolError(.badRequest, "RELOAD canary_margin_percent must be 0 to 100, not \(marginPercent)")
+        }
+    }
+}
+
+/// What a canary saw, and what it decided.
+public struct CanaryResult: Sendable, Hashable, Codable {
+    public var options: CanaryOptions
+    /// Tasks of the changed handlers each version finished during the canary, and how many failed.
+    public var newTasks: Int
+    public var newFailures: Int
+    public var oldTasks: Int
+    public var oldFailures: Int
+    /// `"promoted"` or `"rolled back"`.
+    public var decision: String
+
+    public init(options: CanaryOptions, newTasks: Int, newFailures: Int, oldTasks: Int, oldFailures: Int, decision: String) {
+        self.options = options
+        self.newTasks = newTasks
+        self.newFailures = newFailures
+        self.oldTasks = oldTasks
+        self.oldFailures = oldFailures
+        self.decision = decision
+    }
+}
+
 /// What a reload of the handler plugins did (RELOAD_INFO, `status`'s
 /// `lastReload`, the log): which files now serve, what changed, how long it took.
 public struct ReloadReport: Codable, Sendable, Hashable {
@@ -41,6 +91,9 @@ public struct ReloadReport: Codable, Sendable, Hashable {
     /// When it started (seconds since the epoch) and how long it took, in ms.
     public var startedAt: Double
     public var durationMillis: Double
+    /// For a canary reload: what it saw and decided (outcome `reloaded` when
+    /// promoted, `rolled back` when not).
+    public var canary: CanaryResult?
 
     public init(
         outcome: String, trigger: String, generation: Int, reason: String? = nil, files: [File] = [],

@@ -451,8 +451,18 @@ public struct Scheduler<Waiter> {
             strategyFault(scope, answer: slot, handler: task.handler)
             chosen = fallback.pick(candidate, workers: workers)
         }
+        if let slot = chosen, canary != nil, canary!.handlers.contains(task.handler) {
+            chosen = canary!.route(slot, handler: task.handler, workers: workers)
+        }
         return chosen
     }
+
+    /// Splits the tasks of some handlers between two sets of workers (a canary
+    /// reload: the new version gets `permille` of them). Nil: no split.
+    public var canary: CanaryRoute?
+
+    /// The handler of a live task, if it is known.
+    public func handler(of id: TaskID) -> HandlerID? { live[id]?.handler }
 
     /// Marks the task (already out of the queue) running on `slot`.
     private mutating func dispatch(_ id: TaskID, _ task: LiveTask, to slot: Int, nanos: UInt64, now: EpochMillis) -> Step {
@@ -878,5 +888,43 @@ struct ChangeLog {
             index.removeAll(keepingCapacity: true)
         }
         return entries
+    }
+}
+
+/// A canary's split: each task of `handlers` goes to the `canarySlots` with
+/// probability `permille`/1000, else to the other workers. The strategy's
+/// choice stands when it falls on the drawn side; otherwise the task goes
+/// round-robin over that side's eligible workers (or stays where the
+/// strategy put it, when that side has no room).
+public struct CanaryRoute: Sendable {
+    public var handlers: Set<HandlerID>
+    public var canarySlots: Set<Int>
+    public var permille: Int
+    private var random: UInt64
+    private var cursor = 0
+
+    public init(handlers: Set<HandlerID>, canarySlots: Set<Int>, permille: Int, seed: UInt64 = 0x5357_5944_4341_4E59) {
+        self.handlers = handlers
+        self.canarySlots = canarySlots
+        self.permille = permille
+        self.random = seed == 0 ? 1 : seed
+    }
+
+    mutating func route(_ chosen: Int, handler: HandlerID, workers: [WorkerSlot]) -> Int {
+        // xorshift64*: cheap, and reproducible for a seed.
+        random ^= random >> 12
+        random ^= random << 25
+        random ^= random >> 27
+        let toCanary = Int(((random &* 0x2545_F491_4F6C_DD1D) >> 33) % 1_000) < permille
+        if canarySlots.contains(chosen) == toCanary { return chosen }
+        let count = workers.count
+        for step in 0..<count {
+            let slot = (cursor + step) % count
+            if canarySlots.contains(slot) == toCanary && workers[slot].canTake(handler: handler) {
+                cursor = slot + 1
+                return slot
+            }
+        }
+        return chosen
     }
 }

@@ -91,6 +91,16 @@ final class Dispatcher: @unchecked Sendable {
         var retiring: Set<Int> = []
         var killed: Set<Int> = []
         var drainTimer: Scheduled<Void>?
+        /// The outcome once the retiring workers are gone.
+        var finalOutcome = "reloaded"
+        // Canary reloads.
+        var canaryOptions: CanaryOptions?
+        var canaryHandlers: Set<HandlerID> = []
+        var canaryStarted = false
+        var newTasks = 0, newFailures = 0, oldTasks = 0, oldFailures = 0
+        /// What to put back if the canary is rolled back.
+        var previous: (generation: Int, files: [String], hashes: [String: String], loadedAt: Double,
+            handlers: [HandlerID: LoadedHandler])?
     }
     private var workerRestarts: UInt64 = 0
 
@@ -210,8 +220,14 @@ final class Dispatcher: @unchecked Sendable {
             generation: generation, pid: spawned.pid, link: nil, board: spawned.board, state: .starting,
             startedAt: .now(),
             failedStarts: failedStarts, pluginGeneration: pluginGeneration)
+        // During a canary, a replacement in an old-version slot runs the old files.
+        var files = pluginFiles
+        if let reload = reloading, reload.canaryStarted, reload.oldSlots.contains(slot), let previous = reload.previous {
+            files = previous.files
+            workers[slot]!.pluginGeneration = previous.generation
+        }
         let config = WorkerConfig(
-            workerID: slot, generation: generation, plugins: pluginFiles, config: configuration.pluginConfig,
+            workerID: slot, generation: generation, plugins: files, config: configuration.pluginConfig,
             maxResultSize: configuration.maxFrameSize - 64,
             bindings: bindings.isEmpty ? nil : bindings)
         let maxFrame = configuration.maxFrameSize + 64
@@ -261,6 +277,11 @@ final class Dispatcher: @unchecked Sendable {
         guard let worker = workers[slot], worker.generation == generation else { return }
         switch message {
         case .done(let id, let status, let body):
+            if let reload = reloading, reload.canaryStarted, let handler = scheduler.handler(of: id),
+                reload.canaryHandlers.contains(handler)
+            {
+                countCanary(generation: worker.pluginGeneration, failed: status != .ok)
+            }
             guard
                 let outcome = scheduler.attemptFinished(
                     slot: slot, id: id, status: status, body: body, now: wallMillis(), nanos: swy_monotonic_ns())
@@ -413,6 +434,11 @@ final class Dispatcher: @unchecked Sendable {
             reason =
                 "the attempt ran past its timeout of \(timedOut.timeoutMillis) ms; worker \(slot) (pid \(pid)) was killed and replaced"
         }
+        if let reload = reloading, reload.canaryStarted, let running, let handler = scheduler.handler(of: running),
+            reload.canaryHandlers.contains(handler)
+        {
+            countCanary(generation: workers[slot]!.pluginGeneration, failed: true)
+        }
         for outcome in scheduler.workerLost(slot: slot, running: running, code: code, reason: reason, now: wallMillis()) {
             deliver(outcome)
         }
@@ -463,8 +489,8 @@ final class Dispatcher: @unchecked Sendable {
             }
         case .strategyLoad(let request):
             loadStrategy(request, requestID: requestID, from: connection)
-        case .reload:
-            reload(trigger: "request").whenComplete { result in
+        case .reload(let canary):
+            reload(trigger: "request", canary: canary).whenComplete { result in
                 switch result {
                 case .success(let report):
                     connection.send(.reloadInfo(report.encoded()), requestID: requestID)
@@ -655,7 +681,7 @@ final class Dispatcher: @unchecked Sendable {
     /// exit (killed at the drain timeout, their tasks retried on the new
     /// generation). Completes when the old workers are gone. A reload asked
     /// for while one runs follows it (all such requests share that one).
-    func reload(trigger: String) -> EventLoopFuture<ReloadReport> {
+    func reload(trigger: String, canary: CanaryOptions? = nil) -> EventLoopFuture<ReloadReport> {
         loop.preconditionInEventLoop()
         let promise = loop.makePromise(of: ReloadReport.self)
         guard phase == .running else {
@@ -663,17 +689,21 @@ final class Dispatcher: @unchecked Sendable {
             return promise.futureResult
         }
         if reloading != nil {
+            guard canary == nil else {
+                promise.fail(ProtocolError(.reloadFailed, "a reload is in progress; ask for the canary reload after it"))
+                return promise.futureResult
+            }
             queuedReloads.append((trigger, promise))
         } else {
-            beginReload(trigger: trigger, promises: [promise])
+            beginReload(trigger: trigger, promises: [promise], canary: canary)
         }
         return promise.futureResult
     }
 
-    private func beginReload(trigger: String, promises: [EventLoopPromise<ReloadReport>]) {
+    private func beginReload(trigger: String, promises: [EventLoopPromise<ReloadReport>], canary: CanaryOptions? = nil) {
         reloading = ReloadInProgress(
             trigger: trigger, promises: promises, startedAt: Date().timeIntervalSince1970,
-            startNanos: swy_monotonic_ns())
+            startNanos: swy_monotonic_ns(), canaryOptions: canary)
         logger.info("reload (\(trigger)): probing the plugins in a probe worker")
         let source = configuration.plugins
         let executable = self.executable
@@ -724,6 +754,21 @@ final class Dispatcher: @unchecked Sendable {
             finishReload(outcome: "unchanged", reason: nil)
             return
         }
+        // A canary compares the handlers whose file changed (and that both versions have).
+        if reloading!.canaryOptions != nil {
+            for handler in probe.hello.handlers {
+                guard let id = handlerIDs[handler.name], let old = loadedHandlers[id],
+                    pluginHashes[old.file] != probe.hashes[handler.file] || old.file != handler.file
+                else { continue }
+                reloading!.canaryHandlers.insert(id)
+            }
+            if reloading!.canaryHandlers.isEmpty {
+                logger.info("reload: no handler both versions have changed; no canary, a plain reload")
+                reloading!.canaryOptions = nil
+            } else {
+                reloading!.previous = (pluginGeneration, pluginFiles, pluginHashes, pluginLoadedAt, loadedHandlers)
+            }
+        }
         pluginGeneration += 1
         pluginFiles = probe.files
         pluginHashes = probe.hashes
@@ -758,13 +803,73 @@ final class Dispatcher: @unchecked Sendable {
     /// generation starts draining.
     private func reloadWorkerReady() {
         guard let reload = reloading, reload.report != nil, reload.retiring.isEmpty, reload.drainTimer == nil,
-            reload.newSlots.allSatisfy({ workers[$0]?.state == .ready })
+            !reload.canaryStarted, reload.newSlots.allSatisfy({ workers[$0]?.state == .ready })
         else { return }
-        if reload.oldSlots.isEmpty {
-            finishReload(outcome: "reloaded", reason: nil)
+        if let options = reload.canaryOptions, !reload.oldSlots.isEmpty {
+            reloading!.canaryStarted = true
+            scheduler.canary = CanaryRoute(
+                handlers: reload.canaryHandlers, canarySlots: Set(reload.newSlots), permille: options.percent * 10)
+            let names = reload.canaryHandlers.map { handlerNames[$0] }.sorted().joined(separator: ", ")
+            logger.info(
+                "reload: canary: generation \(pluginGeneration) gets \(options.percent)% of the tasks of \(names) until it has finished \(options.tasks)"
+            )
             return
         }
-        for slot in reload.oldSlots {
+        retire(reload.oldSlots)
+    }
+
+    /// A canary task finished (or its worker died) on a worker of `generation`.
+    private func countCanary(generation: Int, failed: Bool) {
+        guard var reload = reloading, let options = reload.canaryOptions else { return }
+        if generation == pluginGeneration {
+            reload.newTasks += 1
+            if failed { reload.newFailures += 1 }
+        } else {
+            reload.oldTasks += 1
+            if failed { reload.oldFailures += 1 }
+        }
+        reloading = reload
+        guard reload.newTasks >= options.tasks else { return }
+        // Decide: failure rates in percent of tasks, old over the same time.
+        let newRate = Double(reload.newFailures) * 100 / Double(reload.newTasks)
+        let oldRate = reload.oldTasks == 0 ? 0 : Double(reload.oldFailures) * 100 / Double(reload.oldTasks)
+        let rollBack = newRate > oldRate + Double(options.marginPercent)
+        scheduler.canary = nil
+        reloading!.canaryStarted = false
+        reloading!.canaryOptions = nil
+        reloading!.report?.canary = CanaryResult(
+            options: options, newTasks: reload.newTasks, newFailures: reload.newFailures, oldTasks: reload.oldTasks,
+            oldFailures: reload.oldFailures, decision: rollBack ? "rolled back" : "promoted")
+        let figures = String(
+            format: "the new version failed %.1f%% of %d tasks, the old %.1f%% of %d (margin %d points)", newRate,
+            reload.newTasks, oldRate, reload.oldTasks, options.marginPercent)
+        if rollBack, let previous = reload.previous {
+            logger.error("reload: canary rolled back: \(figures)")
+            let newSlots = reload.newSlots
+            pluginGeneration = previous.generation
+            pluginFiles = previous.files
+            pluginHashes = previous.hashes
+            pluginLoadedAt = previous.loadedAt
+            loadedHandlers = previous.handlers
+            reloading!.finalOutcome = "rolled back"
+            reloading!.report?.generation = previous.generation
+            reloading!.report?.reason = "canary: \(figures)"
+            retire(newSlots)
+        } else {
+            logger.info("reload: canary promoted: \(figures)")
+            retire(reload.oldSlots)
+        }
+    }
+
+    /// Takes these workers out of service: nothing new goes to them, each stops
+    /// once its tasks are done, and past the drain timeout they are killed.
+    private func retire(_ slots: [Int]) {
+        guard reloading != nil else { return }
+        if slots.allSatisfy({ workers[$0] == nil }) {
+            finishReload(outcome: reloading!.finalOutcome, reason: reloading!.report?.reason)
+            return
+        }
+        for slot in slots {
             guard workers[slot] != nil else { continue }
             workers[slot]!.retiring = true
             reloading!.retiring.insert(slot)
@@ -782,7 +887,7 @@ final class Dispatcher: @unchecked Sendable {
         guard reloading != nil, !reloading!.retiring.isEmpty else { return }
         let timeout = configuration.drainTimeout
         logger.info(
-            "reload: new generation ready; \(reloading!.retiring.count) old workers finish their tasks (drain timeout \(timeout.nanoseconds / 1_000_000) ms)"
+            "reload: \(reloading!.retiring.count) workers going out of service finish their tasks (drain timeout \(timeout.nanoseconds / 1_000_000) ms)"
         )
         reloading!.drainTimer = loop.scheduleTask(in: timeout) { [self] in
             guard let reload = reloading else { return }
@@ -806,12 +911,15 @@ final class Dispatcher: @unchecked Sendable {
         } else {
             reloading!.report?.drained += 1
         }
-        if reloading!.retiring.isEmpty { finishReload(outcome: "reloaded", reason: nil) }
+        if reloading!.retiring.isEmpty {
+            finishReload(outcome: reloading!.finalOutcome, reason: reloading!.report?.reason)
+        }
     }
 
     private func finishReload(outcome: String, reason: String?) {
         guard var reload = reloading else { return }
         reload.drainTimer?.cancel()
+        scheduler.canary = nil
         var report =
             reload.report
             ?? ReloadReport(

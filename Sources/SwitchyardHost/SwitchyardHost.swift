@@ -148,11 +148,11 @@ public final class SwitchyardHost: Service, Sendable {
     /// Throws a `ProtocolError` with code RELOAD_FAILED (nothing changed) or
     /// SHUTTING_DOWN. `trigger` names the cause in the log and the report.
     @discardableResult
-    public func reload(trigger: String = "request") async throws -> ReloadReport {
+    public func reload(trigger: String = "request", canary: CanaryOptions? = nil) async throws -> ReloadReport {
         guard let dispatcher = state.withLockedValue({ $0.dispatcher }) else {
             throw ConfigurationError("the host has not been started")
         }
-        return try await dispatcher.loop.flatSubmit { dispatcher.reload(trigger: trigger) }.get()
+        return try await dispatcher.loop.flatSubmit { dispatcher.reload(trigger: trigger, canary: canary) }.get()
     }
 
     /// Makes a strategy written in Swift available under `name`, in process.

@@ -52,10 +52,18 @@ struct StrategyWireTests {
 
     @Test func reloadIsAnEmptyFrameAnsweredWithAJSONReport() throws {
         var wire = ByteBuffer()
-        ClientMessage.reload.write(requestID: 3, to: &wire)
+        ClientMessage.reload(nil).write(requestID: 3, to: &wire)
         #expect(Array(wire.readableBytesView) == [0, 0, 0, 6, 0x0C, 0, 0, 0, 0, 3])
-        #expect(try roundTrip(.reload) == .reload)
-        let extra = frame(.reload, body: [1])
+        #expect(try roundTrip(.reload(nil)) == .reload(nil))
+        let canary = CanaryOptions(percent: 25, tasks: 200, marginPercent: 5)
+        var withCanary = ByteBuffer()
+        ClientMessage.reload(canary).write(requestID: 4, to: &withCanary)
+        #expect(Array(withCanary.readableBytesView) == [0, 0, 0, 12, 0x0C, 0, 0, 0, 0, 4, 25, 0, 0, 0, 200, 5])
+        #expect(try roundTrip(.reload(canary)) == .reload(canary))
+        let zero = frame(.reload, body: [0, 0, 0, 0, 1, 0])
+        let refused = #expect(throws: ProtocolError.self) { try ClientMessage(frame: zero) }
+        #expect(refused?.message.contains("canary_percent") == true)
+        let extra = frame(.reload, body: [1])  // too short for the canary options
         #expect(throws: ProtocolError.self) { try ClientMessage(frame: extra) }
         let report = ReloadReport(
             outcome: "reloaded", trigger: "SIGHUP", generation: 3,

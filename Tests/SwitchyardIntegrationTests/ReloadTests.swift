@@ -210,4 +210,69 @@ import Glibc
             try await client.close()
         }
     }
+
+    /// Reloads with a canary while eight loops submit vecho tasks, until the
+    /// reload answers. Returns the report and the replies (or "failed").
+    func reloadUnderTraffic(_ client: SwitchyardClient, canary: CanaryOptions) async throws -> (ReloadReport, [String]) {
+        let stop = NIOLockedValueBox(false)
+        let traffic = (0..<8).map { loop in
+            Task {
+                var seen: [String] = []
+                var i = 0
+                while !stop.withLockedValue({ $0 }) {
+                    i += 1
+                    do {
+                        let reply = try await client.submit("vecho", payload: Array("\(loop)-\(i)".utf8))
+                        seen.append(String(decoding: reply, as: UTF8.self).prefix { $0 != ":" }.description)
+                    } catch let error as SwitchyardError where error.code == .handlerFailed {
+                        seen.append("failed")
+                    }
+                }
+                return seen
+            }
+        }
+        let report = try await client.reload(canary: canary)
+        stop.withLockedValue { $0 = true }
+        var seen: [String] = []
+        for loop in traffic { seen += try await loop.value }
+        return (report, seen)
+    }
+
+    @Test func aCanaryThatFailsHalfItsTasksIsRolledBackAndAGoodOneIsPromoted() async throws {
+        let plugins = try await VersionedPlugins(versions: [1, 2])
+        try await compilePlugin(
+            Paths.fixture("versioned_echo.c"), to: plugins.builds.file("vecho-bad.so"),
+            defines: ["-DVERSION=3", "-DFAIL_EVERY=2"])
+        try await withServer(workers: 2, plugins: plugins.plugins.path) { server in
+            let client = try await server.connect()
+            try plugins.place(plugins.builds.file("vecho-bad.so"), as: "vecho.so")
+            let (bad, during) = try await reloadUnderTraffic(
+                client, canary: CanaryOptions(percent: 50, tasks: 40, marginPercent: 10))
+            #expect(bad.outcome == "rolled back")
+            let verdict = try #require(bad.canary)
+            #expect(verdict.decision == "rolled back")
+            #expect(verdict.newTasks >= 40 && verdict.newFailures * 10 >= verdict.newTasks * 4, "\(verdict)")
+            #expect(verdict.oldFailures == 0)
+            #expect(during.contains("v3") && during.contains("v1"), "both versions served during the canary")
+            #expect(bad.reason?.contains("canary") == true)
+            // Back where it was: generation 1 on every worker, answering v1.
+            var status = try await client.serverStatus()
+            #expect(status.pluginGeneration == 1)
+            #expect(status.workers.count == 2 && status.workers.allSatisfy { $0.pluginGeneration == 1 })
+            #expect(status.handlers.first { $0.name == "vecho" }?.pluginVersion == "1")
+            #expect(try await client.submit("vecho", payload: Array("a".utf8)) == Array("v1:a".utf8))
+            #expect(server.log.contains { $0.contains("canary rolled back") })
+
+            try plugins.install(version: 2)
+            let (good, _) = try await reloadUnderTraffic(client, canary: CanaryOptions(percent: 50, tasks: 40))
+            #expect(good.outcome == "reloaded")
+            #expect(good.canary?.decision == "promoted")
+            #expect(good.canary?.newFailures == 0)
+            status = try await client.serverStatus()
+            #expect(status.pluginGeneration == 2)
+            #expect(status.workers.count == 2 && status.workers.allSatisfy { $0.pluginGeneration == 2 })
+            #expect(try await client.submit("vecho", payload: Array("b".utf8)) == Array("v2:b".utf8))
+            try await client.close()
+        }
+    }
 }

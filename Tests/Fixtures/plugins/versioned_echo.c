@@ -1,7 +1,9 @@
 /* versioned_echo: handler `vecho`, replying "v" VERSION ":" payload, for hot-reload tests.
  * Build two versions of the same file and swap them under the host:
  *   cc -shared -fPIC -I sdk/include -DVERSION=2 -o vecho.so Tests/Fixtures/plugins/versioned_echo.c
- * VERSION defaults to 1; it is also the plugin's version string. */
+ * VERSION defaults to 1; it is also the plugin's version string.
+ * With -DFAIL_EVERY=N, every Nth task a worker runs fails permanently (a bad
+ * version, for canary tests). */
 #include "switchyard.h"
 
 #include <string.h>
@@ -17,6 +19,13 @@ static swy_status_t vecho_message(swy_ctx_t *ctx, const swy_host_api_t *host, co
                                   void *handler_data, void *worker_state) {
     (void)handler_data;
     (void)worker_state;
+#ifdef FAIL_EVERY
+    static unsigned long runs = 0;
+    if (++runs % FAIL_EVERY == 0) {
+        host->set_error(ctx, "vecho: this build fails every " SWY_STRINGIFY(FAIL_EVERY) " tasks");
+        return SWY_ERR_PERMANENT;
+    }
+#endif
     if (host->result_append(ctx, VERSION_TAG, strlen(VERSION_TAG)) != 0 ||
         (task->payload_len > 0 && host->result_append(ctx, task->payload, task->payload_len) != 0)) {
         host->set_error(ctx, "vecho: result too large");
