@@ -17,6 +17,8 @@ public struct WorkerConfig: Codable, Sendable, Hashable {
     public var maxResultSize: Int
     /// C functions to bind as handlers after the plugins' (absent from older hosts).
     public var bindings: [BindingSpec]?
+    /// Run each plugin's self-test after loading (only a reload's probe worker does).
+    public var runSelfTests: Bool?
 
     public init(
         workerID: Int, generation: Int, plugins: [String], config: [String: String], maxResultSize: Int,

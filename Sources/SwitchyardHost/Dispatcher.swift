@@ -707,9 +707,10 @@ final class Dispatcher: @unchecked Sendable {
         logger.info("reload (\(trigger)): probing the plugins in a probe worker")
         let source = configuration.plugins
         let executable = self.executable
-        let config = WorkerConfig(
+        var config = WorkerConfig(
             workerID: -1, generation: 0, plugins: [], config: configuration.pluginConfig,
             maxResultSize: configuration.maxFrameSize - 64, bindings: bindings.isEmpty ? nil : bindings)
+        config.runSelfTests = true
         NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> PluginProbe.Result in
             let files = try PluginDiscovery.files(for: source)
             var withFiles = config

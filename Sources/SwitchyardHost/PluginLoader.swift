@@ -35,6 +35,8 @@ struct LoadedPlugin {
     let handlers: [PluginHandler]
     /// Handlers of this file that were refused (bad name, no on_message).
     let refused: [SkippedPlugin]
+    /// The plugin's self-test, if it has one (run only in a reload's probe worker).
+    let selfTest: (@convention(c) (OpaquePointer?, UnsafePointer<swy_host_api_t>?) -> Int32)?
 }
 
 /// Loads plugin files and checks them against ABI 1. Runs in worker processes.
@@ -75,13 +77,13 @@ enum PluginLoader {
                     "was built for plugin ABI \(version); this host speaks ABI \(abiVersion): rebuild it against this host's sdk/include/switchyard.h"
             )
         }
-        guard structSize >= MemoryLayout<swy_plugin_t>.size else {
+        guard structSize >= pluginDescriptorFirstSize else {
             throw Refusal(
                 description:
-                    "declares a plugin descriptor of \(structSize) bytes; ABI \(abiVersion) needs at least \(MemoryLayout<swy_plugin_t>.size): rebuild it against this host's sdk/include/switchyard.h"
+                    "declares a plugin descriptor of \(structSize) bytes; ABI \(abiVersion) needs at least \(pluginDescriptorFirstSize): rebuild it against this host's sdk/include/switchyard.h"
             )
         }
-        let descriptor = descriptorPointer.pointee
+        let descriptor = readPluginDescriptor(raw, structSize: structSize)
         let pluginName = descriptor.name.map { String(cString: $0) } ?? ""
         let pluginVersion = descriptor.version.map { String(cString: $0) } ?? ""
         guard !pluginName.isEmpty else {
@@ -131,6 +133,24 @@ enum PluginLoader {
                     onMessage: onMessage,
                     onWorkerStop: handler.on_worker_stop))
         }
-        return LoadedPlugin(file: file, name: pluginName, version: pluginVersion, handlers: handlers, refused: refused)
+        return LoadedPlugin(
+            file: file, name: pluginName, version: pluginVersion, handlers: handlers, refused: refused,
+            selfTest: descriptor.self_test)
     }
+}
+
+/// The size of `swy_plugin_t` in the first ABI 1 layout (before `self_test`
+/// was appended): smaller is refused, larger is read up to what we know.
+let pluginDescriptorFirstSize = MemoryLayout<swy_plugin_t>.offset(of: \swy_plugin_t.self_test)!
+
+/// Copies a plugin descriptor of `structSize` bytes into a zeroed one: fields
+/// beyond what the plugin was built with read as 0 / NULL ("absent"), and
+/// nothing past its own struct is read (sdk/ABI.md section 11).
+func readPluginDescriptor(_ raw: UnsafeRawPointer, structSize: UInt32) -> swy_plugin_t {
+    var descriptor = swy_plugin_t()
+    withUnsafeMutableBytes(of: &descriptor) { target in
+        target.copyMemory(
+            from: UnsafeRawBufferPointer(start: raw, count: min(Int(structSize), MemoryLayout<swy_plugin_t>.size)))
+    }
+    return descriptor
 }

@@ -90,6 +90,9 @@ enum PluginProbe {
         if loading.handler.isEmpty {
             throw ReloadError("plugin \(loading.file): the probe worker \(how) while the file was being opened")
         }
+        if loading.handler == WorkerProcess.selfTestMarker {
+            throw ReloadError("plugin \(loading.file): the probe worker \(how) in the plugin's self-test")
+        }
         if let name = BindingLoader.bindingName(loading: loading.handler) {
             throw ReloadError("binding \(name): the probe worker \(how) while opening library `\(loading.file)`")
         }

@@ -132,12 +132,12 @@ public final class StrategyLibrary: @unchecked Sendable {
                 "was built for plugin ABI \(version); this host speaks ABI \(abiVersion): rebuild it against this host's sdk/include/switchyard.h"
             )
         }
-        guard structSize >= MemoryLayout<swy_plugin_t>.size else {
+        guard structSize >= pluginDescriptorFirstSize else {
             throw refuse(
-                "declares a plugin descriptor of \(structSize) bytes; ABI \(abiVersion) needs at least \(MemoryLayout<swy_plugin_t>.size)"
+                "declares a plugin descriptor of \(structSize) bytes; ABI \(abiVersion) needs at least \(pluginDescriptorFirstSize)"
             )
         }
-        let descriptor = raw.loadUnaligned(as: swy_plugin_t.self)
+        let descriptor = readPluginDescriptor(raw, structSize: structSize)
         let pluginName = descriptor.name.map { String(cString: $0) } ?? ""
         let pluginVersion = descriptor.version.map { String(cString: $0) } ?? ""
         guard !pluginName.isEmpty else { throw refuse("has an empty plugin name") }

@@ -17,6 +17,8 @@ import SwitchyardCore
 public enum WorkerProcess {
     /// The argument that marks a worker process.
     public static let argument = "__switchyard_worker__"
+    /// WORKER_LOADING's handler field while a plugin's self-test runs.
+    static let selfTestMarker = "<self-test>"
     /// The descriptor of the worker's socket to the host.
     static let descriptor: Int32 = 3
 
@@ -116,10 +118,12 @@ final class WorkerRuntime {
         var skipped: [SkippedPlugin] = []
         var owner: [String: String] = [:]
         var candidates: [PluginHandler] = []
+        var selfTests: [(file: String, plugin: String, run: SelfTest)] = []
         for file in config.plugins {
             announceLoading(file: file, handler: "")
             do {
                 let plugin = try PluginLoader.load(file)
+                if let test = plugin.selfTest { selfTests.append((file, plugin.name, test)) }
                 skipped += plugin.refused
                 for handler in plugin.handlers {
                     if let other = owner[handler.name] {
@@ -152,6 +156,19 @@ final class WorkerRuntime {
             }
             handlers.append(handler)
             workerStates.append(state)
+        }
+        if config.runSelfTests == true {
+            // After every on_worker_start, as the new version would serve.
+            for test in selfTests where !skipped.contains(where: { $0.file == test.file }) {
+                announceLoading(file: test.file, handler: WorkerProcess.selfTestMarker)
+                errorMessage = nil
+                currentPlugin = test.plugin
+                let status = withHostAPI { api in test.run(context, api) }
+                if status != 0 {
+                    let why = errorMessage ?? "it returned \(status)"
+                    skipped.append(SkippedPlugin(file: test.file, reason: "self-test failed: \(why)"))
+                }
+            }
         }
         errorMessage = nil
         // Names of plugin handlers stay theirs even in a worker where on_worker_start
@@ -345,3 +362,6 @@ func writeStandardError(_ text: String) {
     var text = text
     text.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
 }
+
+/// `swy_plugin_t.self_test`, as Swift sees it.
+typealias SelfTest = @convention(c) (OpaquePointer?, UnsafePointer<swy_host_api_t>?) -> Int32

@@ -75,7 +75,8 @@ enum PluginDescriptor {
                 handlers: handlers.isEmpty ? nil : UnsafePointer(table),
                 strategy_count: 0,  // Reserved in ABI 1: must be 0 and NULL.
                 strategy_size: 0,
-                strategies: nil))
+                strategies: nil,
+                self_test: nil))
         return UnsafeRawPointer(plugin)
     }
 

@@ -143,6 +143,23 @@ import Glibc
             }
             #expect(try await client.reload().outcome == "unchanged")
             #expect(server.log.contains { $0.contains("reload (request) refused") && $0.contains("start_crashes") })
+
+            // A new version whose self-test fails: refused with the plugin's own words.
+            try await compilePlugin(
+                Paths.fixture("versioned_echo.c"), to: bad.file("vecho-selftest.so"),
+                defines: ["-DVERSION=2", "-DSELF_TEST_FAILS"])
+            try plugins.place(bad.file("vecho-selftest.so"), as: "vecho.so")
+            let selfTest = await #expect(throws: SwitchyardError.self) { try await client.reload() }
+            #expect(selfTest?.code == .reloadFailed)
+            #expect(selfTest?.message.contains("self-test failed: vecho: the reply table is empty") == true, "\(selfTest?.message ?? "")")
+            #expect(try await client.submit("vecho", payload: Array("y".utf8)) == Array("v1:y".utf8))
+            // One whose self-test passes goes in.
+            try await compilePlugin(
+                Paths.fixture("versioned_echo.c"), to: bad.file("vecho-selftest-ok.so"),
+                defines: ["-DVERSION=2", "-DSELF_TEST_PASSES"])
+            try plugins.place(bad.file("vecho-selftest-ok.so"), as: "vecho.so")
+            #expect(try await client.reload().outcome == "reloaded")
+            #expect(try await client.submit("vecho", payload: Array("z".utf8)) == Array("v2:z".utf8))
             try await client.close()
         }
     }

@@ -38,6 +38,17 @@ struct StrategyLoadingTests {
         #expect(error.description.contains("dispatch strategies"), "\(error)")
     }
 
+    @Test("a plugin built with the first ABI 1 descriptor (56 bytes, no self_test) loads; nothing past it is read")
+    func oldDescriptorLayoutLoads() async throws {
+        let directory = try TemporaryDirectory()
+        let file = directory.file("old_layout.so")
+        try await compileFixture(
+            Paths.root.appendingPathComponent("Tests/Fixtures/plugins/old_layout.c").path, to: file)
+        let plugin = try PluginLoader.load(file)
+        #expect(plugin.handlers.map(\.name) == ["old_layout"])
+        #expect(plugin.selfTest == nil, "the byte after its 56 is not a self-test")
+    }
+
     @Test("the strategy loader refuses a handler plugin and a missing file")
     func refusesNonStrategies() throws {
         let handlerPlugin = Paths.buildDirectory.appendingPathComponent("libswyplugin-echo.so").path
@@ -377,7 +388,9 @@ struct WorkerViewTableTests {
         #expect(MemoryLayout<swy_task_meta_t>.size == 56)
         #expect(MemoryLayout<swy_strategy_event_t>.size == 32)
         #expect(MemoryLayout<swy_strategy_t>.size == 56)
-        #expect(MemoryLayout<swy_plugin_t>.size == 56)
+        // 56 in the first ABI 1 layout; self_test was appended after it.
+        #expect(MemoryLayout<swy_plugin_t>.offset(of: \swy_plugin_t.self_test) == 56)
+        #expect(MemoryLayout<swy_plugin_t>.size == 64)
     }
 }
 

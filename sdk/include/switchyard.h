@@ -178,6 +178,15 @@ typedef struct swy_plugin {
     uint32_t strategy_count;
     uint32_t strategy_size;
     const void *strategies;
+
+    /** Optional; appended within ABI 1 (absent, so NULL, in older plugins):
+     *  a self-test the host runs only in the probe worker of a reload, after
+     *  every handler's on_worker_start, before the new version serves anything.
+     *  Return 0 when it passes. Otherwise call host->set_error(ctx, why) and
+     *  return non-zero: the reload is refused with that message and the old
+     *  version keeps serving. result_append and progress are not available
+     *  (there is no task). Set it with SWY_PLUGIN_WITH_SELF_TEST. */
+    int (*self_test)(swy_ctx_t *ctx, const swy_host_api_t *host);
 } swy_plugin_t;
 
 /** The entry symbol every plugin exports. Called once per process after
@@ -362,7 +371,13 @@ static inline int swy_worker_can_take(const swy_worker_view_t *w, uint32_t handl
 #define SWY_PLUGIN(NAME, VERSION, HANDLERS) \
     { SWY_ABI_VERSION, sizeof(swy_plugin_t), (NAME), (VERSION), \
       (uint32_t)(sizeof(HANDLERS) / sizeof((HANDLERS)[0])), sizeof(swy_handler_t), \
-      (HANDLERS), 0u, 0u, NULL }
+      (HANDLERS), 0u, 0u, NULL, NULL }
+
+/** Like SWY_PLUGIN, with a self-test (see swy_plugin_t.self_test). */
+#define SWY_PLUGIN_WITH_SELF_TEST(NAME, VERSION, HANDLERS, SELF_TEST) \
+    { SWY_ABI_VERSION, sizeof(swy_plugin_t), (NAME), (VERSION), \
+      (uint32_t)(sizeof(HANDLERS) / sizeof((HANDLERS)[0])), sizeof(swy_handler_t), \
+      (HANDLERS), 0u, 0u, NULL, (SELF_TEST) }
 
 /** One element of a strategy array. */
 #define SWY_STRATEGY(NAME, CREATE, DESTROY, PICK, OBSERVE) \
@@ -372,7 +387,7 @@ static inline int swy_worker_can_take(const swy_worker_view_t *w, uint32_t handl
 #define SWY_STRATEGY_PLUGIN(NAME, VERSION, STRATEGIES) \
     { SWY_ABI_VERSION, sizeof(swy_plugin_t), (NAME), (VERSION), 0u, 0u, NULL, \
       (uint32_t)(sizeof(STRATEGIES) / sizeof((STRATEGIES)[0])), sizeof(swy_strategy_t), \
-      (STRATEGIES) }
+      (STRATEGIES), NULL }
 
 #ifdef __cplusplus
 }

@@ -22,7 +22,9 @@ _Static_assert(SWY_PICK_HOLD == -1, "SWY_PICK_HOLD is -1");
 /* The first ABI 1 layout on LP64 (64-bit Linux and macOS), as sdk/ABI.md lists it.
  * Reorder or retype nothing here: append, and leave these sizes as the minimum. */
 #if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu && SIZE_MAX == 0xFFFFFFFFFFFFFFFFu
-_Static_assert(sizeof(swy_plugin_t) == 56, "swy_plugin_t is 56 bytes on LP64");
+/* The first ABI 1 layout of swy_plugin_t ends at 56 bytes; self_test was appended after it. */
+_Static_assert(offsetof(swy_plugin_t, self_test) == 56, "swy_plugin_t's first ABI 1 layout is 56 bytes on LP64");
+_Static_assert(sizeof(swy_plugin_t) == 64, "swy_plugin_t is 64 bytes on LP64 with self_test");
 _Static_assert(offsetof(swy_plugin_t, strategy_count) == 40, "strategy_count at 40");
 _Static_assert(offsetof(swy_plugin_t, strategies) == 48, "strategies at 48");
 _Static_assert(sizeof(swy_handler_t) == 48, "swy_handler_t is 48 bytes on LP64");

@@ -16,7 +16,7 @@ static const swy_handler_t handlers[] = {SWY_HANDLER("wrong_abi", NULL, wrong_ab
 
 /* SWY_PLUGIN spelt out, with abi_version 99 instead of SWY_ABI_VERSION. */
 static const swy_plugin_t plugin = {
-    99u, sizeof(swy_plugin_t), "wrong_abi", "1.0.0", 1u, sizeof(swy_handler_t), handlers, 0u, 0u, NULL,
+    99u, sizeof(swy_plugin_t), "wrong_abi", "1.0.0", 1u, sizeof(swy_handler_t), handlers, 0u, 0u, NULL, NULL,
 };
 
 const swy_plugin_t *swy_plugin_entry(void) { return &plugin; }

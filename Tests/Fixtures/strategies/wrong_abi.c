@@ -24,7 +24,7 @@ static const swy_strategy_t strategies[] = {
 
 /* SWY_STRATEGY_PLUGIN spelt out, with abi_version 99 instead of SWY_ABI_VERSION. */
 static const swy_plugin_t plugin = {
-    99u, sizeof(swy_plugin_t), "wrong_abi", "1.0.0", 0u, 0u, NULL, 1u, sizeof(swy_strategy_t), strategies,
+    99u, sizeof(swy_plugin_t), "wrong_abi", "1.0.0", 0u, 0u, NULL, 1u, sizeof(swy_strategy_t), strategies, NULL,
 };
 
 const swy_plugin_t *swy_plugin_entry(void) { return &plugin; }
