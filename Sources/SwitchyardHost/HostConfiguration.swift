@@ -62,6 +62,14 @@ public struct HostConfiguration: Sendable {
     /// tasks they hold before they are killed and those tasks retried on the
     /// new generation (default 30 s).
     public var drainTimeout: TimeAmount = .seconds(30)
+    /// Watch the plugin directory with inotify and reload (trigger "watch")
+    /// when a `*.so` in it is added, replaced or removed (default off). Needs
+    /// `plugins: .directory(DIR)`: the shipped plugins change only with the
+    /// executable itself, which a reload cannot replace.
+    public var watchPlugins = false
+    /// With `watchPlugins`, the quiet time after the last change before the
+    /// reload starts, so that a burst of changes is one reload (default 250 ms).
+    public var watchQuiet: TimeAmount = .milliseconds(250)
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {

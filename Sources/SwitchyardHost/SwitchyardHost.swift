@@ -26,6 +26,7 @@ public final class SwitchyardHost: Service, Sendable {
         var dispatcher: Dispatcher?
         var serverChannel: Channel?
         var localAddress: SocketAddress?
+        var watch: PluginWatch?
     }
 
     public init(configuration: HostConfiguration, logger: Logger = Logger(label: "switchyard")) {
@@ -54,6 +55,40 @@ public final class SwitchyardHost: Service, Sendable {
         guard configuration.maxFrameSize >= 1024 && configuration.maxFrameSize <= 1 << 30 else {
             throw ConfigurationError("the frame limit must be between 1 KiB and 1 GiB, not \(configuration.maxFrameSize)")
         }
+        let loop = group.next()
+        // Watch before listing the directory, so no change after the listing is missed.
+        let watch = try configuration.watchPlugins ? startWatching(loop: loop) : nil
+        state.withLockedValue { $0.watch = watch }
+        do {
+            try await start(loop: loop, watch: watch)
+        } catch {
+            stopWatching()
+            throw error
+        }
+        return state.withLockedValue { $0.localAddress! }
+    }
+
+    private func startWatching(loop: EventLoop) throws -> PluginWatch {
+        guard case .directory(let directory) = configuration.plugins else {
+            throw ConfigurationError(
+                "watching the plugins (watchPlugins, serve --watch) needs a plugin directory (plugins: .directory(DIR), serve --plugins DIR): the shipped plugins change only with the executable, which a reload cannot replace; restart for those"
+            )
+        }
+        do {
+            return try PluginWatch(directory: directory, loop: loop, quiet: configuration.watchQuiet, logger: logger)
+        } catch {
+            // A missing directory is reported as without --watch.
+            _ = try PluginDiscovery.files(for: configuration.plugins)
+            throw ConfigurationError("cannot watch plugin directory \(directory): \(error)")
+        }
+    }
+
+    private func stopWatching() {
+        state.withLockedValue { $0.watch }?.stop()
+    }
+
+    private func start(loop: EventLoop, watch: PluginWatch?) async throws {
+        let configuration = configuration
         let pluginFiles = try PluginDiscovery.files(for: configuration.plugins)
         let executable = try configuration.workerExecutable ?? PluginDiscovery.executablePath()
         // Open the store first: a bad data dir fails here, before anything starts.
@@ -63,7 +98,6 @@ public final class SwitchyardHost: Service, Sendable {
             let (unfinished, maxID) = try store.open()
             opened = (store, unfinished, maxID)
         }
-        let loop = group.next()
         let dispatcher = Dispatcher(
             loop: loop, configuration: configuration, logger: logger, executable: executable, pluginFiles: pluginFiles)
         state.withLockedValue { $0.dispatcher = dispatcher }
@@ -117,6 +151,7 @@ public final class SwitchyardHost: Service, Sendable {
         try await loop.submit {
             dispatcher.listenAddress = shown
             dispatcher.markRunning()
+            watch?.activate(dispatcher)
         }.get()
         state.withLockedValue {
             $0.serverChannel = channel
@@ -125,12 +160,12 @@ public final class SwitchyardHost: Service, Sendable {
         let handlers = try await loop.submit { dispatcher.status().handlers.map(\.name) }.get()
         logger.info(
             "listening on \(shown) with \(configuration.workers) workers; handlers: \(handlers.joined(separator: ", "))")
-        return address
     }
 
     private func shutdownAfterFailedStart(_ dispatcher: Dispatcher) async {
         dispatcher.loop.execute { dispatcher.beginShutdown() }
         try? await dispatcher.stopped.futureResult.get()
+        stopWatching()
         try? await group.shutdownGracefully()
     }
 
@@ -185,6 +220,7 @@ public final class SwitchyardHost: Service, Sendable {
         try? await channel?.close()
         dispatcher.loop.execute { dispatcher.beginShutdown() }
         try await dispatcher.stopped.futureResult.get()
+        stopWatching()
         try await group.shutdownGracefully()
     }
 
@@ -199,6 +235,7 @@ public final class SwitchyardHost: Service, Sendable {
             channel?.close(promise: nil)
             dispatcher.loop.execute { dispatcher.beginShutdown() }
         }
+        stopWatching()
         try await group.shutdownGracefully()
     }
 }
