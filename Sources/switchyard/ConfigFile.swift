@@ -25,11 +25,13 @@ struct ServeConfigFile {
         case list
         /// A mapping of keys to scalars: `--key K=V` for each (`config`).
         case keyValues
+        /// true or false: `--key` or `--no-key` (`watch`).
+        case flag
     }
 
     /// Every `serve` flag but `--config-file`, by its name in the file.
     static let keys: [String: Kind] = [
-        "listen": .value, "workers": .value, "plugins": .value, "data-dir": .value, "store": .value,
+        "listen": .value, "workers": .value, "plugins": .value, "watch": .flag, "data-dir": .value, "store": .value,
         "sync": .value, "max-queue": .value, "default-timeout": .value, "retry-base": .value,
         "retry-max": .value, "retry-jitter": .value, "aging": .value, "keep-results": .value,
         "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-attempts": .value,
@@ -83,6 +85,11 @@ struct ServeConfigFile {
                     }
                     arguments += ["--\(key)", scalar.string]
                 }
+            case .flag:
+                guard let bool = value.scalar.flatMap({ Bool.construct(from: $0) }) else {
+                    throw fail("`\(key)` must be true or false, as for --\(key) or --no-\(key)")
+                }
+                arguments.append(bool ? "--\(key)" : "--no-\(key)")
             case .keyValues:
                 guard let pairs = value.mapping else {
                     throw fail("`\(key)` must be a mapping of keys to values, e.g. `greet.word: hi`")

@@ -18,7 +18,9 @@ struct ServeCommand: AsyncParsableCommand {
             the memory store they are run first. Then it stops the workers and exits 0. \
             Every flag can also be set in --config-file (YAML; keys are the flag names without \
             the dashes); a flag on the command line wins. C functions bound as handlers \
-            (`bindings:`) can only be declared there. See docs/OPERATIONS.md and docs/BINDINGS.md.
+            (`bindings:`) can only be declared there. SIGHUP, `switchyard reload` or, with \
+            --watch, a changed .so in --plugins DIR reload the plugins with no task lost. See \
+            docs/OPERATIONS.md and docs/BINDINGS.md.
             """
     )
 
@@ -33,6 +35,11 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "Directory of plugin .so files to load (default: the shipped plugins).")
     var plugins: String?
+
+    @Flag(
+        inversion: .prefixedNo, exclusivity: .chooseLast,
+        help: "Reload when a .so in --plugins DIR is added, replaced or removed (needs --plugins).")
+    var watch = false
 
     @Option(help: "Directory for the server's state: the SQLite store (created if missing).")
     var dataDir: String = "switchyard-data"
@@ -149,6 +156,12 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     private func serve(bindings: [BindingSpec]) async throws {
+        // Checked here, not in validate(): --plugins may come from the config file.
+        if watch && plugins == nil {
+            throw ValidationError(
+                "--watch needs --plugins DIR, the directory to watch; the shipped plugins next to the executable change only with the executable itself, which a reload cannot replace (restart for those)"
+            )
+        }
         let level = Logger.Level(rawValue: logLevel)!
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -177,6 +190,7 @@ struct ServeCommand: AsyncParsableCommand {
         var withStrategies = configuration
         withStrategies.strategyFaultLimit = strategyFaultLimit
         withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
+        withStrategies.watchPlugins = watch
         withStrategies.bindings = bindings
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
