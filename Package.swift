@@ -129,6 +129,8 @@ var package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // Host parts that need the OS but no server: the inotify directory watcher.
+        .testTarget(name: "SwitchyardHostTests", dependencies: ["SwitchyardHost"]),
         // Bindings without processes: the signature parser, JSON arguments, and calls into real libm.
         .testTarget(
             name: "SwitchyardBindingTests",
