@@ -129,8 +129,15 @@ var package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        // Host parts that need the OS but no server: the inotify directory watcher.
-        .testTarget(name: "SwitchyardHostTests", dependencies: ["SwitchyardHost"]),
+        // Host parts that need the OS but no server: the inotify watcher, and the reload burst
+        // rule on a controllable clock.
+        .testTarget(
+            name: "SwitchyardHostTests",
+            dependencies: [
+                "SwitchyardHost", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         // Bindings without processes: the signature parser, JSON arguments, and calls into real libm.
         .testTarget(
             name: "SwitchyardBindingTests",

@@ -18,7 +18,7 @@ final class PluginWatch: @unchecked Sendable {
     private let logger: Logger
     private let watcher: DirectoryWatcher
     /// Set once the host runs; before that a finished burst waits in `pending`.
-    private var dispatcher: Dispatcher?
+    private var reload: (() -> Void)?
     private var timer: Scheduled<Void>?
     /// The `.so` names changed in the current burst, for the log line.
     private var changed: Set<String> = []
@@ -37,10 +37,10 @@ final class PluginWatch: @unchecked Sendable {
         logger.info("watching \(directory) for plugin changes")
     }
 
-    /// The host runs: reloads go to `dispatcher` from now on. On the loop.
-    func activate(_ dispatcher: Dispatcher) {
+    /// The host runs: each finished burst calls `reload` from now on (on the loop).
+    func activate(reload: @escaping () -> Void) {
         loop.preconditionInEventLoop()
-        self.dispatcher = dispatcher
+        self.reload = reload
         if pending { fire() }
     }
 
@@ -49,7 +49,9 @@ final class PluginWatch: @unchecked Sendable {
         watcher.stop()
     }
 
-    private func received(_ events: [DirectoryWatcher.Event]) {
+    /// Events from the watcher, on the loop (internal for tests, which feed it directly).
+    func received(_ events: [DirectoryWatcher.Event]) {
+        loop.preconditionInEventLoop()
         var relevant = false
         for event in events {
             switch event {
@@ -74,7 +76,7 @@ final class PluginWatch: @unchecked Sendable {
     }
 
     private func fire() {
-        guard let dispatcher else {
+        guard let reload else {
             pending = true
             return
         }
@@ -84,7 +86,6 @@ final class PluginWatch: @unchecked Sendable {
         changed = []
         overflowed = false
         logger.info("plugin files changed in \(directory) (\(names)); reloading")
-        // The dispatcher logs the outcome with the trigger; nobody else waits for it.
-        _ = dispatcher.reload(trigger: "watch")
+        reload()
     }
 }

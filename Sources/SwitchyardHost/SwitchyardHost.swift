@@ -151,7 +151,8 @@ public final class SwitchyardHost: Service, Sendable {
         try await loop.submit {
             dispatcher.listenAddress = shown
             dispatcher.markRunning()
-            watch?.activate(dispatcher)
+            // The dispatcher logs each reload's outcome with its trigger; nobody else waits for it.
+            watch?.activate { _ = dispatcher.reload(trigger: "watch") }
         }.get()
         state.withLockedValue {
             $0.serverChannel = channel
