@@ -228,7 +228,7 @@ class Switchyard(System):
         self.server = self.procs.start("switchyard", argv)
         wait_until(lambda: connectable(self.port) or self.server.poll() is not None, 60, "switchyard to listen")
         if self.server.poll() is not None:
-            raise RuntimeError(f"switchyard serve exited with {self.server.returncode} (log: {self.env.tmp})")
+            raise RuntimeError(f"switchyard serve exited with {self.server.returncode} (log: {self.env.logs})")
         self.status = SwitchyardStatus(self.port)
 
         def ready():
@@ -247,8 +247,25 @@ class Switchyard(System):
         s = self.status.get()
         return s["succeeded"] + s["failed"] if s["queued"] == 0 and s["running"] == 0 else -1
 
+    def anomalies(self):
+        """Worker restarts and failed tasks since start: a run with either is not clean."""
+        s = self.status.get()
+        problems = []
+        if s["workerRestarts"]:
+            problems.append(f"{s['workerRestarts']} worker restarts")
+        if s["failed"]:
+            problems.append(f"{s['failed']} failed tasks")
+        return problems
+
     def stop(self):
         if self.status:
+            try:
+                problems = self.anomalies()
+                if problems:
+                    print(f"  WARNING {self.label}: {', '.join(problems)} (see {self.env.logs}/switchyard.log)",
+                          file=sys.stderr, flush=True)
+            except (OSError, RuntimeError):
+                pass
             self.status.close()
         super().stop()
         # Workers run in their own process groups; the server stops them, but make sure.
@@ -362,6 +379,10 @@ def run_client(argv, timeout):
 
 
 def memory_figures(system):
+    for pid in system.workers:
+        if memory_kib(pid) == 0:
+            print(f"  WARNING {system.label}: worker {pid} is gone; its memory is missing from workers MiB",
+                  file=sys.stderr, flush=True)
     return {
         "server_mib": memory_kib(system.server.pid) / 1024,
         "workers_mib": sum(memory_kib(p) for p in system.workers) / 1024 if system.workers else None,
@@ -429,13 +450,13 @@ def workloads(quick):
     bg = [("switchyard", dict(store="memory")), ("switchyard", dict(store="sqlite")), ("gearmand", {}),
           ("beanstalkd", {})]
     return [
-        dict(id="a1", title="(a) echo 16 B, 1 conn x 1000 in flight", kind="fg", tasks=n(100_000, 5_000), c=1000, k=1,
+        dict(id="a1", title="(a) echo 16 B, 1 conn x 1000 in flight", kind="fg", tasks=n(200_000, 5_000), c=1000, k=1,
              systems=a, metric="throughput", **echo),
-        dict(id="a16", title="(a) echo 16 B, 16 conns x 64 in flight", kind="fg", tasks=n(100_000, 5_000), c=1024,
+        dict(id="a16", title="(a) echo 16 B, 16 conns x 64 in flight", kind="fg", tasks=n(200_000, 5_000), c=1024,
              k=16, systems=a, metric="throughput", **echo),
         dict(id="b", title="(b) echo 16 B, 1 in flight (latency)", kind="fg", tasks=n(10_000, 1_000), c=1, k=1,
              systems=a[:4], metric="p50_us", **echo),
-        dict(id="c", title="(c) background submit, then drain", kind="bg", tasks=n(100_000, 5_000), c=1000, k=1,
+        dict(id="c", title="(c) background submit, then drain", kind="bg", tasks=n(200_000, 5_000), c=1000, k=1,
              systems=bg, metric="throughput", **echo),
         dict(id="d", title="(d) sha256 4 KiB, 1 conn x 1000 in flight", kind="fg", tasks=n(50_000, 2_000), c=1000,
              k=1, handler="sha256", payload=4096, systems=a + [("raw", {})], metric="throughput"),
@@ -469,7 +490,7 @@ def measure(env, w, name, options):
     """One run: a list of rows (two for submit-then-drain)."""
     if name == "raw":
         return ["raw libcrypto, no scheduler"], measure_raw(env, w)
-    procs = Processes(env.tmp)
+    procs = Processes(env.logs)
     env.current = procs
     system = make_system(env, procs, name, options, w["handler"], w["kind"], w["tasks"])
     try:
@@ -525,7 +546,7 @@ def table(rows):
             ratio = "-"
             if row is not ref and ref_value and value:
                 ratio = f"{ref_value / value:.2f}x"
-            s = spread([m[metric] for m in runs])
+            s = spread([m["throughput"] for m in runs])
             out.append([
                 workload, row["system"], fmt(median([m["throughput"] for m in runs])),
                 fmt(median([m["p50_us"] for m in runs]), 1), fmt(median([m["p99_us"] for m in runs]), 1),
@@ -543,7 +564,7 @@ def table(rows):
 
 
 LEGEND = """\
-Medians of {runs} run(s) each; spread = (max - min) / median of the workload's key figure over the runs.
+Medians of {runs} run(s) each; spread = (max - min) / median of tasks/s over the runs: how noisy they were.
 Key figure and "Switchyard ÷ this": tasks/s for (a), (c), (d), (e) (above 1: Switchyard is faster); p50 latency
 for (b) (below 1: Switchyard answers sooner); server peak memory (VmHWM) for (f) (below 1: Switchyard holds the
 queue in less). The Switchyard figure is --store memory's for (a)-(d), (f) and sqlite --sync full's for (e).
@@ -587,6 +608,10 @@ def main():
     env.gearmand_threads = args.gearmand_threads
     env.timeout = 120 if args.quick else 900
     env.tmp = tempfile.mkdtemp(prefix="peers-", dir=os.path.abspath(args.bin))
+    # Every server's and worker's output, appended per program, kept after the run.
+    env.logs = os.path.join(os.path.abspath(args.bin), "logs")
+    shutil.rmtree(env.logs, ignore_errors=True)
+    os.makedirs(env.logs)
     env.current = None
     runs = 1 if args.quick else args.runs
 
