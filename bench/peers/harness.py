@@ -522,6 +522,8 @@ def spread(values):
 def fmt(value, digits=0):
     if value is None:
         return "-"
+    if value >= 1000:
+        digits = 0
     if digits == 0:
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"
@@ -578,7 +580,7 @@ Latency = put written to reply reserved. beanstalkd put-delete: puts only (in fl
 answered), time until the workers have deleted every job; beanstalkd sends the producer no result.
 (c) submit: background submits with the 2 workers stopped (SIGSTOP); latency = submit to acknowledgement
 (ACCEPTED, JOB_CREATED, INSERTED). drain: SIGCONT, then time until the server's counters show all done.
-(e), (f): background submits with the workers stopped. (f) B/task in the JSON results: VmHWM growth / tasks."""
+(e), (f): background submits with the workers stopped."""
 
 
 # ---------------------------------------------------------------- main
@@ -664,6 +666,10 @@ def main():
     print(table(rows))
     print()
     print(LEGEND.format(runs=runs, workers=WORKERS))
+    per_task = [(r["system"], median([m.get("bytes_per_task") for m in r["runs"]])) for r in rows if r["workload"] == "f"]
+    if per_task:
+        print("(f) server memory growth per queued task (VmHWM growth / tasks): " +
+              ", ".join(f"{name} {value:,.0f} B" for name, value in per_task if value is not None))
     print(f"\n# {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
     if args.results:
         with open(args.results, "w") as f:
