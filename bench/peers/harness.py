@@ -193,6 +193,10 @@ class System:
     def pids(self):
         return [self.server.pid] + list(self.workers)
 
+    def anomalies(self):
+        """What made a run unclean, as text (none known for the peers)."""
+        return []
+
     def cpu(self):
         return sum(cpu_seconds(p) for p in self.pids())
 
@@ -255,17 +259,13 @@ class Switchyard(System):
             problems.append(f"{s['workerRestarts']} worker restarts")
         if s["failed"]:
             problems.append(f"{s['failed']} failed tasks")
+        if problems:
+            print(f"  WARNING {self.label}: {', '.join(problems)} (see {self.env.logs}/switchyard.log)",
+                  file=sys.stderr, flush=True)
         return problems
 
     def stop(self):
         if self.status:
-            try:
-                problems = self.anomalies()
-                if problems:
-                    print(f"  WARNING {self.label}: {', '.join(problems)} (see {self.env.logs}/switchyard.log)",
-                          file=sys.stderr, flush=True)
-            except (OSError, RuntimeError):
-                pass
             self.status.close()
         super().stop()
         # Workers run in their own process groups; the server stops them, but make sure.
@@ -456,15 +456,15 @@ def workloads(quick):
              k=16, systems=a, metric="throughput", **echo),
         dict(id="b", title="(b) echo 16 B, 1 in flight (latency)", kind="fg", tasks=n(10_000, 1_000), c=1, k=1,
              systems=a[:4], metric="p50_us", **echo),
-        dict(id="c", title="(c) background submit, then drain", kind="bg", tasks=n(200_000, 5_000), c=1000, k=1,
+        dict(id="c", title="(c) background submits (1 conn x 1000 in flight), then drain", kind="bg", tasks=n(200_000, 5_000), c=1000, k=1,
              systems=bg, metric="throughput", **echo),
         dict(id="d", title="(d) sha256 4 KiB, 1 conn x 1000 in flight", kind="fg", tasks=n(50_000, 2_000), c=1000,
              k=1, handler="sha256", payload=4096, systems=a + [("raw", {})], metric="throughput"),
-        dict(id="e", title="(e) durable background submit, 1 conn x 1000 in flight", kind="submit",
+        dict(id="e", title="(e) durable background submits, 1 conn x 1000 in flight", kind="submit",
              tasks=n(20_000, 1_000), c=1000, k=1, metric="throughput", reference="Switchyard sqlite full",
              systems=[("switchyard", dict(store="sqlite", sync="full")), ("switchyard", dict(store="sqlite", sync="normal")),
                       ("beanstalkd", dict(binlog="f0")), ("beanstalkd", dict(binlog="default"))], **echo),
-        dict(id="f", title="(f) 1,000,000 queued 64 B tasks, none draining" if not quick else "(f) queued 64 B tasks, none draining",
+        dict(id="f", title="(f) queued 64 B tasks, none draining",
              kind="submit", tasks=n(1_000_000, 20_000), c=1000, k=1, handler="echo", payload=64, metric="server_mib",
              systems=bg),
     ]
@@ -499,10 +499,18 @@ def measure(env, w, name, options):
     system = make_system(env, procs, name, options, w["handler"], w["kind"], w["tasks"])
     try:
         if w["kind"] == "fg":
-            return [system.label], measure_foreground(env, system, w)
-        if w["kind"] == "bg":
-            return [system.label, system.label], measure_submit_drain(env, system, w)
-        return [system.label], measure_submit_drain(env, system, w, drain=False)
+            labels, figures = [system.label], measure_foreground(env, system, w)
+        elif w["kind"] == "bg":
+            labels, figures = [system.label, system.label], measure_submit_drain(env, system, w)
+        else:
+            labels, figures = [system.label], measure_submit_drain(env, system, w, drain=False)
+        try:
+            problems = system.anomalies()
+        except (OSError, RuntimeError) as error:
+            problems = [f"status unreadable after the run: {error}"]
+        for fig in figures:
+            fig["anomalies"] = problems
+        return labels, figures
     finally:
         system.stop()
         env.current = None
@@ -553,8 +561,9 @@ def table(rows):
             if row is not ref and ref_value and value:
                 ratio = f"{ref_value / value:.2f}x"
             s = spread([m["throughput"] for m in runs])
+            unclean = sum(1 for m in runs if m.get("anomalies"))
             out.append([
-                workload, row["system"], fmt(median([m["throughput"] for m in runs])),
+                workload, row["system"] + (f" [!{unclean}]" if unclean else ""), fmt(median([m["throughput"] for m in runs])),
                 fmt(median([m["p50_us"] for m in runs]), 1), fmt(median([m["p99_us"] for m in runs]), 1),
                 fmt(median([m["cpu_s"] for m in runs]), 2), fmt(median([m["server_mib"] for m in runs]), 1),
                 fmt(median([m["workers_mib"] for m in runs]), 1),
@@ -584,7 +593,9 @@ Latency = put written to reply reserved. beanstalkd put-delete: puts only (in fl
 answered), time until the workers have deleted every job; beanstalkd sends the producer no result.
 (c) submit: background submits with the 2 workers stopped (SIGSTOP); latency = submit to acknowledgement
 (ACCEPTED, JOB_CREATED, INSERTED). drain: SIGCONT, then time until the server's counters show all done.
-(e), (f): background submits with the workers stopped."""
+(e), (f): background submits with the workers stopped.
+[!N]: N of the runs saw worker restarts or failed tasks (the WARNING lines above say which; logs in
+bench/peers/build/logs); their figures are in the medians."""
 
 
 # ---------------------------------------------------------------- main
@@ -669,6 +680,8 @@ def main():
     print()
     print(table(rows))
     print()
+    print("Workloads: " + "; ".join(f"{w['id']} {w['title']}, {w['tasks']:,} tasks" for w in workloads(args.quick)
+                                    if not only or w["id"] in only) + ".")
     print(LEGEND.format(runs=runs, workers=WORKERS))
     per_task = [(r["system"], median([m.get("bytes_per_task") for m in r["runs"]])) for r in rows if r["workload"] == "f"]
     if per_task:
