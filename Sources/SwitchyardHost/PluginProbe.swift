@@ -42,49 +42,38 @@ enum PluginProbe {
     ) throws -> Result {
         var hashes: [String: String] = [:]
         for file in files { hashes[file] = try sha256Hex(ofFile: file) }
-        let child = try WorkerSpawner.spawn(executable: executable, setEnvironment: environment)
-        child.board.closeDescriptor()
-        defer { close(child.socket) }
-        let deadline = swy_monotonic_ns() + deadlineSeconds * 1_000_000_000
-
+        let child = try ProbeProcess.start(
+            executable: executable, arguments: [WorkerProcess.argument], environment: environment,
+            seconds: deadlineSeconds)
+        defer { child.close() }
         var out = ByteBuffer()
         HostToWorker.config(config).write(to: &out)
-        _ = writeAll(child.socket, out)
+        child.send(out)
 
         var input = ByteBuffer()
         var loading: (file: String, handler: String)?
         var hello: WorkerHello?
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        reading: while hello == nil {
-            let now = swy_monotonic_ns()
-            guard now < deadline else { break }
-            var descriptor = pollfd(fd: child.socket, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, Int32(min((deadline - now) / 1_000_000 + 1, 1_000)))
-            if ready < 0 && errno != EINTR { break }
-            guard ready > 0 else { continue }
-            let count = read(child.socket, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            input.writeBytes(chunk[0..<count])
+        _ = child.receive(into: &input) { input in
             while let frame = try? Frame.read(from: &input) {
                 switch try? WorkerToHost(frame: frame) {
                 case .loading(let file, let handler): loading = (file, handler)
                 case .hello(let said):
                     hello = said
-                    break reading
+                    return true
                 default: continue
                 }
             }
+            return false
         }
         if let hello {
             // Let it run on_worker_stop and exit; it has nothing else to do.
             var stop = ByteBuffer()
             HostToWorker.stop.write(to: &stop)
-            _ = writeAll(child.socket, stop)
-            _ = waitForExit(child.pid, deadline: swy_monotonic_ns() + 10_000_000_000)
+            child.send(stop)
+            _ = child.waitForExit(deadline: swy_monotonic_ns() + 10_000_000_000)
             return Result(files: files, hashes: hashes, hello: hello)
         }
-        let exit = waitForExit(child.pid, deadline: max(deadline, swy_monotonic_ns() + 1_000_000_000))
+        let exit = child.waitForExit(deadline: max(child.deadline, swy_monotonic_ns() + 1_000_000_000))
         let how = exit.map { "\($0)" } ?? "did not finish loading within \(deadlineSeconds) s and was killed"
         guard let loading else { throw ReloadError("the probe worker \(how) before loading any plugin") }
         if loading.handler.isEmpty {
@@ -98,35 +87,5 @@ enum PluginProbe {
         }
         throw ReloadError(
             "plugin \(loading.file): the probe worker \(how) in on_worker_start of handler `\(loading.handler)`")
-    }
-
-    private static func writeAll(_ fd: Int32, _ buffer: ByteBuffer) -> Bool {
-        buffer.withUnsafeReadableBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                if written <= 0 { return false }
-                offset += written
-            }
-            return true
-        }
-    }
-
-    /// Reaps `pid`, killing it at `deadline`; nil when it had to be killed.
-    private static func waitForExit(_ pid: pid_t, deadline: UInt64) -> WorkerSpawner.Exit? {
-        while true {
-            if let exit = WorkerSpawner.reap(pid) { return exit }
-            if swy_monotonic_ns() >= deadline {
-                WorkerSpawner.kill(pid)
-                while WorkerSpawner.reap(pid) == nil {
-                    var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-                    nanosleep(&pause, nil)
-                }
-                return nil
-            }
-            var pause = timespec(tv_sec: 0, tv_nsec: 1_000_000)
-            nanosleep(&pause, nil)
-        }
     }
 }

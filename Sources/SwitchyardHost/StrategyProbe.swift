@@ -5,6 +5,7 @@ import Musl
 #endif
 import Foundation
 import CSwitchyardSystem
+import NIOCore
 import SwitchyardCore
 
 /// Tries a strategy plugin file in a short-lived child process before the host
@@ -40,47 +41,21 @@ public enum StrategyProbe {
         let arguments = [argument, file] + config.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         // No Swift crash backtrace: symbolicating one takes seconds, and the
         // probe reports the signal itself.
-        let child = try WorkerSpawner.spawn(
-            executable: executable, arguments: arguments, setEnvironment: ["SWIFT_BACKTRACE=enable=no"])
-        child.board.closeDescriptor()
-        defer { close(child.socket) }
-        let deadline = swy_monotonic_ns() + UInt64(deadlineSeconds) * 1_000_000_000
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        var timedOut = false
-        reading: while true {
-            let now = swy_monotonic_ns()
-            guard now < deadline else {
-                timedOut = true
-                break
-            }
-            var descriptor = pollfd(fd: child.socket, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, Int32(min((deadline - now) / 1_000_000 + 1, 1_000)))
-            if ready < 0 && errno != EINTR { break }
-            guard ready > 0 else { continue }
-            let count = read(child.socket, &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0, output.count < 1 << 20 else { break reading }
-            output.append(contentsOf: buffer[0..<count])
-        }
-        // The child closed its end (or ran out of time): it must exit now.
-        var exit: WorkerSpawner.Exit?
-        while exit == nil {
-            exit = WorkerSpawner.reap(child.pid)
-            if exit != nil { break }
-            if timedOut || swy_monotonic_ns() >= deadline {
-                timedOut = true
-                WorkerSpawner.kill(child.pid)
-            }
-            var pause = timespec(tv_sec: 0, tv_nsec: 2_000_000)
-            nanosleep(&pause, nil)
-        }
+        let child = try ProbeProcess.start(
+            executable: executable, arguments: arguments, environment: ["SWIFT_BACKTRACE=enable=no"],
+            seconds: UInt64(deadlineSeconds))
+        defer { child.close() }
+        var output = ByteBuffer()
+        // Until it closes its end; a report over 1 MiB is not a report.
+        let inTime = child.receive(into: &output) { $0.readableBytes >= 1 << 20 }
+        // It closed its end (or ran out of time): it must exit now.
+        let exit = child.waitForExit(deadline: inTime ? nil : 0)
         func refuse(_ reason: String) -> StrategyLoadError { StrategyLoadError(file: file, reason: reason) }
-        if timedOut {
+        guard let exit else {
             throw refuse("did not finish its probe within \(deadlineSeconds) s (the probe process was killed); the host is untouched")
         }
-        let report = try? JSONDecoder().decode(Report.self, from: Data(output))
-        switch exit! {
+        let report = try? JSONDecoder().decode(Report.self, from: Data(output.readableBytesView))
+        switch exit {
         case .signalled(let signal):
             throw refuse(
                 "crashed its probe process (\(WorkerSpawner.signalName(signal))) while being loaded and exercised; the host is untouched"
