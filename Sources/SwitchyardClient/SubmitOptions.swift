@@ -91,11 +91,7 @@ public struct SubmitOptions: Sendable, Hashable {
             }
             request.timeoutMillis = UInt32(millis)
         }
-        do {
-            try request.validate()
-        } catch let error as ProtocolError {
-            throw SwitchyardError(code: error.code, message: error.message)
-        }
+        try SwitchyardError.checkLocally { try request.validate() }
         return request
     }
 

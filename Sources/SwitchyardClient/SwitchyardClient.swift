@@ -171,11 +171,7 @@ public final class SwitchyardClient: Sendable {
     /// - Throws: `SwitchyardError` with `.badRequest` (before anything is sent)
     ///   when `limit` is outside 1...1000.
     public func listTasks(_ query: TaskListQuery) async throws -> [TaskInfo] {
-        do {
-            try query.validate()
-        } catch let error as ProtocolError {
-            throw SwitchyardError(code: error.code, message: error.message)
-        }
+        try SwitchyardError.checkLocally { try query.validate() }
         switch try await send(.listTasks(query)) {
         case .taskList(let infos): return infos
         case let other: throw unexpected(other, for: "LIST_TASKS")
@@ -238,11 +234,7 @@ public final class SwitchyardClient: Sendable {
     /// old set keeps serving).
     @discardableResult
     public func reload(canary: CanaryOptions? = nil) async throws -> ReloadReport {
-        if let canary {
-            do { try canary.validate() } catch let error as ProtocolError {
-                throw SwitchyardError(code: error.code, message: error.message)
-            }
-        }
+        if let canary { try SwitchyardError.checkLocally { try canary.validate() } }
         switch try await send(.reload(canary)) {
         case .reloadInfo(let json): return try ReloadReport(json: json)
         case let other: throw unexpected(other, for: "RELOAD")

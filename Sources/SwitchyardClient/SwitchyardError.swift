@@ -19,6 +19,17 @@ public struct SwitchyardError: Error, Sendable, Hashable, CustomStringConvertibl
         SwitchyardError(code: nil, message: message)
     }
 
+    /// Runs a codec check on this side, before anything is sent: its
+    /// `ProtocolError` (the same code and message the server would answer
+    /// with) is thrown as a `SwitchyardError`.
+    static func checkLocally(_ check: () throws -> Void) throws {
+        do {
+            try check()
+        } catch let error as ProtocolError {
+            throw SwitchyardError(code: error.code, message: error.message)
+        }
+    }
+
     public var description: String {
         "\(code?.name ?? "CONNECTION"): \(message)"
     }
