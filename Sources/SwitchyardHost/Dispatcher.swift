@@ -277,11 +277,7 @@ final class Dispatcher: @unchecked Sendable {
         guard let worker = workers[slot], worker.generation == generation else { return }
         switch message {
         case .done(let id, let status, let body):
-            if let reload = reloading, reload.canaryStarted, let handler = scheduler.handler(of: id),
-                reload.canaryHandlers.contains(handler)
-            {
-                countCanary(generation: worker.pluginGeneration, failed: status != .ok)
-            }
+            countCanary(task: id, generation: worker.pluginGeneration, failed: status != .ok)
             guard
                 let outcome = scheduler.attemptFinished(
                     slot: slot, id: id, status: status, body: body, now: wallMillis(), nanos: swy_monotonic_ns())
@@ -434,11 +430,7 @@ final class Dispatcher: @unchecked Sendable {
             reason =
                 "the attempt ran past its timeout of \(timedOut.timeoutMillis) ms; worker \(slot) (pid \(pid)) was killed and replaced"
         }
-        if let reload = reloading, reload.canaryStarted, let running, let handler = scheduler.handler(of: running),
-            reload.canaryHandlers.contains(handler)
-        {
-            countCanary(generation: workers[slot]!.pluginGeneration, failed: true)
-        }
+        if let running { countCanary(task: running, generation: workers[slot]!.pluginGeneration, failed: true) }
         for outcome in scheduler.workerLost(slot: slot, running: running, code: code, reason: reason, now: wallMillis()) {
             deliver(outcome)
         }
@@ -784,20 +776,20 @@ final class Dispatcher: @unchecked Sendable {
             guard let worker, worker.pluginGeneration < pluginGeneration else { continue }
             old.append(slot)
         }
-        var fresh_slots: [Int] = []
+        var newSlots: [Int] = []
         var slot = 0
-        while fresh_slots.count < configuration.workers {
+        while newSlots.count < configuration.workers {
             if slot == workers.count { workers.append(nil) }
-            if workers[slot] == nil { fresh_slots.append(slot) }
+            if workers[slot] == nil { newSlots.append(slot) }
             slot += 1
         }
         scheduler.setWorkerCount(workers.count)
-        reloading!.newSlots = fresh_slots
+        reloading!.newSlots = newSlots
         reloading!.oldSlots = old
         logger.info(
-            "reload: generation \(pluginGeneration) probed fine (\(probe.hello.handlers.count) handlers); starting \(fresh_slots.count) workers on it"
+            "reload: generation \(pluginGeneration) probed fine (\(probe.hello.handlers.count) handlers); starting \(newSlots.count) workers on it"
         )
-        for slot in fresh_slots { spawnWorker(slot: slot) }
+        for slot in newSlots { spawnWorker(slot: slot) }
     }
 
     /// A worker said hello during a reload: once every new one has, the old
@@ -819,9 +811,12 @@ final class Dispatcher: @unchecked Sendable {
         retire(reload.oldSlots)
     }
 
-    /// A canary task finished (or its worker died) on a worker of `generation`.
-    private func countCanary(generation: Int, failed: Bool) {
-        guard var reload = reloading, let options = reload.canaryOptions else { return }
+    /// A task finished (or its worker died) on a worker of `generation`:
+    /// during a canary, one of the changed handlers' counts for its version.
+    private func countCanary(task: TaskID, generation: Int, failed: Bool) {
+        guard var reload = reloading, reload.canaryStarted, let options = reload.canaryOptions,
+            let handler = scheduler.handler(of: task), reload.canaryHandlers.contains(handler)
+        else { return }
         if generation == pluginGeneration {
             reload.newTasks += 1
             if failed { reload.newFailures += 1 }
