@@ -16,10 +16,6 @@ import Glibc
         Paths.root.appendingPathComponent("Tests/Fixtures/strategies/\(name).c").path
     }
 
-    func tasksDone(_ client: SwitchyardClient) async throws -> [UInt64] {
-        try await client.serverStatus().workers.sorted { $0.id < $1.id }.map(\.tasksDone)
-    }
-
     /// Runs `count` echo tasks one after another; returns how many each worker ran.
     func echoOneByOne(_ client: SwitchyardClient, count: Int) async throws -> [UInt64] {
         let before = try await tasksDone(client)
@@ -151,10 +147,6 @@ import Glibc
 /// Distribution properties of the shipped strategies, on the real server,
 /// asserted on counts (which worker ran what), never on time.
 @Suite struct StrategyDistributionTests {
-    func tasksDone(_ client: SwitchyardClient) async throws -> [UInt64] {
-        try await client.serverStatus().workers.sorted { $0.id < $1.id }.map(\.tasksDone)
-    }
-
     @Test func roundRobinSpreadsEvenly() async throws {
         try await withServer(workers: 3, extraArguments: ["--strategy", "round_robin"]) { server in
             let client = try await server.connect()

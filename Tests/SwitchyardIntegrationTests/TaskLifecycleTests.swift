@@ -442,10 +442,6 @@ import Testing
 
 /// The shipped strategy plugins on the real server with real workers.
 @Suite struct ShippedStrategyTests {
-    func tasksDone(_ client: SwitchyardClient) async throws -> [UInt64] {
-        try await client.serverStatus().workers.sorted { $0.id < $1.id }.map(\.tasksDone)
-    }
-
     @Test func theFourShippedStrategiesAreAvailableAndEachRunsEveryTaskOnce() async throws {
         try await withServer { server in
             let client = try await server.connect()

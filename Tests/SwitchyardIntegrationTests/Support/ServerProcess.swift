@@ -102,7 +102,6 @@ func compilePlugin(_ source: String, to output: String, defines: [String] = []) 
 final class ServerProcess: Sendable {
     let pid: pid_t
     let address: HostPort
-    private let logLines: NIOLockedValueBox<[String]>
     private let exit: Task<Int32, Error>
     private let exited: NIOLockedValueBox<Bool>
     /// The data directory it was given when the caller named none (removed with the server).
@@ -119,7 +118,6 @@ final class ServerProcess: Sendable {
         ]
         if let plugins { arguments += ["--plugins", plugins] }
         arguments += extraArguments
-        let lines = NIOLockedValueBox<[String]>([])
         let watch = LogWatch()
         let exited = NIOLockedValueBox(false)
         let (started, startedContinuation) = AsyncStream<(pid_t, HostPort?)>.makeStream()
@@ -138,7 +136,6 @@ final class ServerProcess: Sendable {
                     return FileHandle(forWritingAtPath: "\($0)/\(pid).log")
                 }
                 for try await line in execution.standardError.strings() {
-                    lines.withLockedValue { $0.append(line) }
                     watch.saw(line)
                     keep?.write(Data((line + "\n").utf8))
                     if !reported, let range = line.range(of: "listening on ") {
@@ -161,35 +158,34 @@ final class ServerProcess: Sendable {
         }
         guard let (pid, address) = outcome, let address else {
             let status = try? await exit.value
-            let log = lines.withLockedValue { $0.joined(separator: "\n") }
+            let log = watch.lines.joined(separator: "\n")
             throw TestFailure("the server exited (\(status.map(String.init) ?? "?")) before it listened; its log:\n\(log)")
         }
         return ServerProcess(
-            pid: pid, address: address, logLines: lines, exit: exit, exited: exited, ownDataDirectory: own,
+            pid: pid, address: address, exit: exit, exited: exited, ownDataDirectory: own,
             watch: watch)
     }
 
     private let watch: LogWatch
 
     private init(
-        pid: pid_t, address: HostPort, logLines: NIOLockedValueBox<[String]>, exit: Task<Int32, Error>,
+        pid: pid_t, address: HostPort, exit: Task<Int32, Error>,
         exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?, watch: LogWatch
     ) {
         self.watch = watch
         self.exited = exited
         self.pid = pid
         self.address = address
-        self.logLines = logLines
         self.exit = exit
         self.ownDataDirectory = ownDataDirectory
     }
 
-    var log: [String] { logLines.withLockedValue { $0 } }
+    var log: [String] { watch.lines }
 
     /// Returns once the server logs a line (already logged, or to come) for
     /// which `matches` is true; throws if the server exits first.
     func waitForLog(_ matches: @escaping @Sendable (String) -> Bool) async throws {
-        try await watch.wait(for: matches, in: log)
+        try await watch.wait(for: matches)
     }
 
     func connect() async throws -> SwitchyardClient {
@@ -242,7 +238,8 @@ func withServer<T>(
     }
 }
 
-/// Wakes tests waiting for a log line (see `ServerProcess.waitForLog`).
+/// A server's log lines as they arrive, and the tests waiting for one (see
+/// `ServerProcess.waitForLog`).
 final class LogWatch: Sendable {
     private struct Waiter {
         var matches: @Sendable (String) -> Bool
@@ -269,7 +266,10 @@ final class LogWatch: Sendable {
         for waiter in left { waiter.continuation.resume(throwing: TestFailure("the server exited before the awaited log line")) }
     }
 
-    func wait(for matches: @escaping @Sendable (String) -> Bool, in _: [String]) async throws {
+    /// Every line so far.
+    var lines: [String] { state.withLockedValue { $0.seen } }
+
+    func wait(for matches: @escaping @Sendable (String) -> Bool) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             let outcome: Result<Void, Error>? = state.withLockedValue { state in
                 if state.seen.contains(where: matches) { return .success(()) }
@@ -280,4 +280,9 @@ final class LogWatch: Sendable {
             if let outcome { continuation.resume(with: outcome) }
         }
     }
+}
+
+/// Tasks each worker has finished, in worker-slot order: which worker ran what.
+func tasksDone(_ client: SwitchyardClient) async throws -> [UInt64] {
+    try await client.serverStatus().workers.sorted { $0.id < $1.id }.map(\.tasksDone)
 }
