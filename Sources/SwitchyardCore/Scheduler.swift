@@ -160,10 +160,18 @@ public struct TaskSubmission: Sendable {
 public struct Scheduler<Waiter> {
     struct LiveTask {
         var record: TaskRecord
-        var handler: HandlerID
         var waiters: [Waiter] = []
+        private var handlerIndex: Int32
         /// CANCEL arrived while it was running: end it as cancelled.
         var cancelRequested = false
+
+        var handler: HandlerID { HandlerID(handlerIndex) }
+
+        init(record: TaskRecord, handler: HandlerID, waiters: [Waiter] = []) {
+            self.record = record
+            self.waiters = waiters
+            self.handlerIndex = Int32(handler)
+        }
     }
 
     /// A task to send: the host writes it to the worker in `slot`.
@@ -223,7 +231,7 @@ public struct Scheduler<Waiter> {
     /// task moved on are skipped when they surface.
     private var delayed = Heap<DelayedEntry>()
     private var delayedCount = 0
-    private var live: [TaskID: LiveTask] = [:]
+    private var live = LiveTable<LiveTask>()
     private var uniqueKeys: [String: TaskID] = [:]
     private var finished: [TaskID: TaskRecord] = [:]
     private var finishedOrder = CircularBuffer<TaskID>()
@@ -355,7 +363,7 @@ public struct Scheduler<Waiter> {
             attempts: 0, maxAttempts: submission.maxAttempts ?? configuration.defaultMaxAttempts,
             timeoutMillis: submission.timeoutMillis ?? configuration.defaultTimeoutMillis,
             runAt: max(runAt, now), createdAt: now)
-        live[id] = LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? [])
+        live.insertFresh(LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? []), id: id)
         if let unique = submission.uniqueKey { uniqueKeys[unique] = id }
         if scheduled {
             delay(id, until: runAt)

@@ -1,0 +1,163 @@
+/// The scheduler's live tasks by id: a dictionary for a queue whose ids are
+/// handed out in order.
+///
+/// Fresh tasks (ids from the scheduler's counter, always increasing) go into
+/// pages of `pageSize` slots indexed by id, so a queued task costs its value
+/// and nothing more: no hash table sized to the next power of two above
+/// 4/3 of the count, and no doubling that holds the old and the new table at
+/// once. With `[TaskID: LiveTask]` a million queued tasks peaked at 783 bytes
+/// each; the pages hold them at about the value's size (issue 7, workload (f)).
+///
+/// Everything else (tasks restored from a store, in whatever order their ids
+/// come) and the survivors of a page that has mostly emptied go into a plain
+/// dictionary, so a few long-lived tasks never pin mostly-empty pages: a page
+/// other than the newest is kept only while at least a quarter of it is live.
+struct LiveTable<Value> {
+    static var pageShift: Int { 10 }
+    static var pageSize: Int { 1 << pageShift }
+
+    fileprivate struct Page {
+        var slots: ContiguousArray<Value?>
+        var count = 0
+        init() { slots = ContiguousArray(repeating: nil, count: LiveTable.pageSize) }
+        subscript(slot slot: Int) -> Value? { slots[slot] }
+    }
+
+    /// Pages `basePage`, `basePage + 1`, ...; nil once emptied or moved to `overflow`.
+    private var pages: [Page?] = []
+    private var basePage: UInt64 = 0
+    private var overflow: [TaskID: Value] = [:]
+    private(set) var count = 0
+
+    init() {}
+
+    private func location(_ id: TaskID) -> (page: Int, slot: Int)? {
+        let number = id >> UInt64(Self.pageShift)
+        guard number >= basePage, number - basePage < UInt64(pages.count) else { return nil }
+        let page = Int(number - basePage)
+        guard pages[page] != nil else { return nil }
+        return (page, Int(id & UInt64(Self.pageSize - 1)))
+    }
+
+    subscript(id: TaskID) -> Value? {
+        get {
+            if let (page, slot) = location(id), let value = pages[page]![slot: slot] { return value }
+            return overflow.isEmpty ? nil : overflow[id]
+        }
+        _modify {
+            // A restored id can share a page with fresh ones and still live in `overflow`.
+            if let (page, slot) = location(id), pages[page]![slot: slot] != nil || overflow.isEmpty || overflow[id] == nil {
+                let was = pages[page]![slot: slot] != nil
+                yield &pages[page]!.slots[slot]
+                let now = pages[page]![slot: slot] != nil
+                if was != now { counted(page: page, added: now) }
+            } else {
+                let was = overflow[id] != nil
+                yield &overflow[id]
+                let now = overflow[id] != nil
+                if was != now { count += now ? 1 : -1 }
+            }
+        }
+    }
+
+    /// Adds a task whose id came from the scheduler's counter: larger than
+    /// every id added this way before.
+    mutating func insertFresh(_ value: Value, id: TaskID) {
+        let number = id >> UInt64(Self.pageShift)
+        if pages.isEmpty {
+            basePage = number
+        }
+        if number < basePage {
+            self[id] = value
+            return
+        }
+        while UInt64(pages.count) <= number - basePage {
+            retireNewestIfEmpty()
+            pages.append(Page())
+        }
+        let page = Int(number - basePage)
+        if pages[page] == nil {  // moved to overflow while sparse; ids are not reused, so this is rare
+            self[id] = value
+            return
+        }
+        precondition(pages[page]!.slots[Int(id & UInt64(Self.pageSize - 1))] == nil, "task \(id) added twice")
+        pages[page]!.slots[Int(id & UInt64(Self.pageSize - 1))] = value
+        counted(page: page, added: true)
+    }
+
+    @discardableResult
+    mutating func removeValue(forKey id: TaskID) -> Value? {
+        guard let value = self[id] else { return nil }
+        self[id] = nil
+        return value
+    }
+
+    private mutating func counted(page: Int, added: Bool) {
+        count += added ? 1 : -1
+        pages[page]!.count += added ? 1 : -1
+        guard !added, page != pages.count - 1 else { return }
+        let live = pages[page]!.count
+        if live == 0 {
+            pages[page] = nil
+            trimFront()
+        } else if live < Self.pageSize / 4 {
+            // Mostly finished: move the stragglers out so they don't pin the page.
+            let first = (basePage + UInt64(page)) << UInt64(Self.pageShift)
+            for (slot, value) in pages[page]!.slots.enumerated() {
+                if let value { overflow[first + UInt64(slot)] = value }
+            }
+            pages[page] = nil
+            trimFront()
+        }
+    }
+
+    /// Before a new page is added: the newest page, if it already emptied, goes.
+    private mutating func retireNewestIfEmpty() {
+        guard let last = pages.indices.last, let page = pages[last], page.count == 0 else { return }
+        pages[last] = nil
+        trimFront()
+    }
+
+    private mutating func trimFront() {
+        let empty = pages.prefix { $0 == nil }.count
+        guard empty > 0 else { return }
+        pages.removeFirst(empty)
+        basePage += UInt64(empty)
+    }
+}
+
+extension LiveTable: Sequence {
+    struct Iterator: IteratorProtocol {
+        fileprivate var pages: [Page?]
+        fileprivate var basePage: UInt64
+        fileprivate var page = 0
+        fileprivate var slot = 0
+        fileprivate var rest: Dictionary<TaskID, Value>.Iterator
+
+        mutating func next() -> (key: TaskID, value: Value)? {
+            while page < pages.count {
+                guard let current = pages[page] else {
+                    page += 1
+                    continue
+                }
+                while slot < LiveTable.pageSize {
+                    defer { slot += 1 }
+                    if let value = current.slots[slot] {
+                        return ((basePage + UInt64(page)) << UInt64(LiveTable.pageShift) + UInt64(slot), value)
+                    }
+                }
+                page += 1
+                slot = 0
+            }
+            return rest.next()
+        }
+    }
+
+    func makeIterator() -> Iterator {
+        Iterator(pages: pages, basePage: basePage, rest: overflow.makeIterator())
+    }
+
+    var underestimatedCount: Int { count }
+
+    var values: LazyMapSequence<LiveTable<Value>, Value> { lazy.map(\.value) }
+}

@@ -1,0 +1,130 @@
+import NIOCore
+import Testing
+
+@testable import SwitchyardCore
+
+@Suite("LiveTable")
+struct LiveTableTests {
+    /// A small deterministic generator, so a failure replays.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    private func expectSame(_ table: LiveTable<Int>, _ model: [TaskID: Int], _ ids: ClosedRange<TaskID>) {
+        #expect(table.count == model.count)
+        for id in ids where table[id] != model[id] {
+            Issue.record("id \(id): table has \(String(describing: table[id])), model \(String(describing: model[id]))")
+            return
+        }
+        var seen: [TaskID: Int] = [:]
+        for (id, value) in table {
+            #expect(seen[id] == nil, "id \(id) iterated twice")
+            seen[id] = value
+        }
+        #expect(seen == model)
+    }
+
+    @Test func matchesADictionaryUnderRandomFreshInsertsUpdatesAndRemovals() {
+        for seed in UInt64(1)...4 {
+            var random = SplitMix(state: seed)
+            var table = LiveTable<Int>()
+            var model: [TaskID: Int] = [:]
+            var nextID: TaskID = 1 + TaskID(seed) * 777  // not page-aligned
+            let first = nextID
+            var order: [TaskID] = []  // ids in the order added; the oldest live one is found from `head`
+            var head = 0
+            func anyLive() -> TaskID? {
+                guard !model.isEmpty else { return nil }
+                while true {
+                    let id = order[Int(random.next() % UInt64(order.count))]
+                    if model[id] != nil { return id }
+                }
+            }
+            for step in 0..<30_000 {
+                switch random.next() % 10 {
+                case 0..<5:
+                    table.insertFresh(step, id: nextID)
+                    model[nextID] = step
+                    order.append(nextID)
+                    nextID += 1
+                case 5..<8:
+                    // Remove mostly the oldest task, as a queue does, sometimes any.
+                    while head < order.count && model[order[head]] == nil { head += 1 }
+                    guard head < order.count else { continue }
+                    let id = random.next() % 4 == 0 ? anyLive()! : order[head]
+                    #expect(table.removeValue(forKey: id) == model.removeValue(forKey: id))
+                case 8:
+                    guard let id = anyLive() else { continue }
+                    table[id]! += 1
+                    model[id]! += 1
+                default:
+                    let id = first + random.next() % (nextID - first + 10)
+                    #expect(table[id] == model[id])
+                }
+            }
+            expectSame(table, model, first...(nextID + 10))
+        }
+    }
+
+    @Test func aFewLongLivedTasksDoNotPinPagesAndStayFindable() {
+        var table = LiveTable<Int>()
+        let total = TaskID(LiveTable<Int>.pageSize * 20)
+        for id in 1...total { table.insertFresh(Int(id), id: id) }
+        // Every 100th task stays (a scheduled task, say); the rest finish.
+        for id in 1...total where id % 100 != 0 { table[id] = nil }
+        var model: [TaskID: Int] = [:]
+        for id in stride(from: 100, through: total, by: 100) { model[id] = Int(id) }
+        expectSame(table, model, 1...total + 5)
+        // And the table keeps taking fresh tasks after the sparse pages moved out.
+        table.insertFresh(-1, id: total + 1)
+        model[total + 1] = -1
+        expectSame(table, model, 1...total + 5)
+    }
+
+    @Test func restoredIdsSharingAPageWithFreshOnesAreKeptApart() {
+        var table = LiveTable<Int>()
+        // Restored from a store, in any order, before fresh ones.
+        table[1000] = 1
+        table[3] = 2
+        table[1022] = 3
+        table.insertFresh(4, id: 1023)
+        table.insertFresh(5, id: 1024)
+        #expect(table[1000] == 1 && table[3] == 2 && table[1022] == 3 && table[1023] == 4 && table[1024] == 5)
+        table[1000]! += 10
+        #expect(table[1000] == 11)
+        #expect(table.removeValue(forKey: 1022) == 3)
+        #expect(table[1022] == nil)
+        #expect(table.count == 4)
+        #expect(Set(table.map(\.key)) == [3, 1000, 1023, 1024])
+    }
+
+    @Test func aQueuedTaskIsSmall() {
+        // Workload (f) of the peers benchmark holds a million of these.
+        #expect(MemoryLayout<TaskRecord>.stride <= 112)
+        #expect(MemoryLayout<Scheduler<Int>.LiveTask?>.stride <= 128)
+    }
+
+    @Test func rareFieldsRoundTripAndCompareByValue() {
+        var a = TaskRecord(id: 1, handler: "echo", payload: ByteBuffer(string: "x"))
+        var b = a
+        #expect(a == b)
+        a.key = "k"
+        #expect(a != b)
+        b.key = "k"
+        #expect(a == b && a.hashValue == b.hashValue)
+        a.result = ByteBuffer(string: "r")
+        a.errorMessage = "m"
+        a.uniqueKey = "u"
+        #expect(a.key == "k" && a.result == ByteBuffer(string: "r") && a.errorMessage == "m" && a.uniqueKey == "u")
+        let copy = a
+        a.key = nil
+        #expect(copy.key == "k" && a.key == nil && a.uniqueKey == "u")
+    }
+}
