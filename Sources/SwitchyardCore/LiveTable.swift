@@ -1,7 +1,8 @@
-/// The scheduler's live tasks by id: a dictionary for a queue whose ids are
-/// handed out in order.
+/// The scheduler's tasks by id: a dictionary for tasks whose ids are handed
+/// out in order (the live tasks, and the recently finished ones, which finish
+/// in roughly the order they came).
 ///
-/// Fresh tasks (ids from the scheduler's counter, always increasing) go into
+/// Tasks added with `insert` (ids mostly increasing) go into
 /// pages of `pageSize` slots indexed by id, so a queued task costs its value
 /// and nothing more: no hash table sized to the next power of two above
 /// 4/3 of the count, and no doubling that holds the old and the new table at
@@ -60,9 +61,11 @@ struct LiveTable<Value> {
         }
     }
 
-    /// Adds a task whose id came from the scheduler's counter: larger than
-    /// every id added this way before.
-    mutating func insertFresh(_ value: Value, id: TaskID) {
+    /// Adds a task that is not in the table, whose id is at most a little
+    /// below the largest added before (ids from the scheduler's counter, or
+    /// tasks finishing in about the order they were submitted). An id far below
+    /// goes to the overflow dictionary.
+    mutating func insert(_ value: Value, id: TaskID) {
         let number = id >> UInt64(Self.pageShift)
         if pages.isEmpty {
             basePage = number
@@ -76,12 +79,12 @@ struct LiveTable<Value> {
             pages.append(Page())
         }
         let page = Int(number - basePage)
-        if pages[page] == nil {  // moved to overflow while sparse; ids are not reused, so this is rare
-            self[id] = value
+        let slot = Int(id & UInt64(Self.pageSize - 1))
+        guard pages[page] != nil, pages[page]![slot: slot] == nil else {
+            self[id] = value  // its page moved to overflow while sparse (or it is there already)
             return
         }
-        precondition(pages[page]!.slots[Int(id & UInt64(Self.pageSize - 1))] == nil, "task \(id) added twice")
-        pages[page]!.slots[Int(id & UInt64(Self.pageSize - 1))] = value
+        pages[page]!.slots[slot] = value
         counted(page: page, added: true)
     }
 

@@ -233,7 +233,7 @@ public struct Scheduler<Waiter> {
     private var delayedCount = 0
     private var live = LiveTable<LiveTask>()
     private var uniqueKeys: [String: TaskID] = [:]
-    private var finished: [TaskID: TaskRecord] = [:]
+    private var finished = LiveTable<TaskRecord>()
     private var finishedOrder = CircularBuffer<TaskID>()
     private var nextID: TaskID = 1
     /// The strategy for handlers without their own.
@@ -363,7 +363,7 @@ public struct Scheduler<Waiter> {
             attempts: 0, maxAttempts: submission.maxAttempts ?? configuration.defaultMaxAttempts,
             timeoutMillis: submission.timeoutMillis ?? configuration.defaultTimeoutMillis,
             runAt: max(runAt, now), createdAt: now)
-        live.insertFresh(LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? []), id: id)
+        live.insert(LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? []), id: id)
         if let unique = submission.uniqueKey { uniqueKeys[unique] = id }
         if scheduled {
             delay(id, until: runAt)
@@ -838,7 +838,7 @@ public struct Scheduler<Waiter> {
         if finishedOrder.count >= configuration.retainFinished, let old = finishedOrder.popFirst() {
             finished[old] = nil
         }
-        finished[record.id] = record
+        finished.insert(record, id: record.id)
         finishedOrder.append(record.id)
     }
 }

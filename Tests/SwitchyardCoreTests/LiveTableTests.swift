@@ -31,7 +31,7 @@ struct LiveTableTests {
         #expect(seen == model)
     }
 
-    @Test func matchesADictionaryUnderRandomFreshInsertsUpdatesAndRemovals() {
+    @Test func matchesADictionaryUnderRandomInsertsUpdatesAndRemovals() {
         for seed in UInt64(1)...4 {
             var random = SplitMix(state: seed)
             var table = LiveTable<Int>()
@@ -40,6 +40,7 @@ struct LiveTableTests {
             let first = nextID
             var order: [TaskID] = []  // ids in the order added; the oldest live one is found from `head`
             var head = 0
+            var late = Set<TaskID>()
             func anyLive() -> TaskID? {
                 guard !model.isEmpty else { return nil }
                 while true {
@@ -50,7 +51,7 @@ struct LiveTableTests {
             for step in 0..<30_000 {
                 switch random.next() % 10 {
                 case 0..<5:
-                    table.insertFresh(step, id: nextID)
+                    table.insert(step, id: nextID)
                     model[nextID] = step
                     order.append(nextID)
                     nextID += 1
@@ -64,6 +65,13 @@ struct LiveTableTests {
                     guard let id = anyLive() else { continue }
                     table[id]! += 1
                     model[id]! += 1
+                case 9 where random.next() % 2 == 0:
+                    // A late id, as finished tasks arrive: a little below the newest, never added before.
+                    let id = first + random.next() % (nextID - first + 1)
+                    guard id < nextID, !late.contains(id), model[id] == nil, id + 3000 > nextID else { continue }
+                    _ = late.insert(id)
+                    table.insert(-step, id: id)
+                    model[id] = -step
                 default:
                     let id = first + random.next() % (nextID - first + 10)
                     #expect(table[id] == model[id])
@@ -76,14 +84,14 @@ struct LiveTableTests {
     @Test func aFewLongLivedTasksDoNotPinPagesAndStayFindable() {
         var table = LiveTable<Int>()
         let total = TaskID(LiveTable<Int>.pageSize * 20)
-        for id in 1...total { table.insertFresh(Int(id), id: id) }
+        for id in 1...total { table.insert(Int(id), id: id) }
         // Every 100th task stays (a scheduled task, say); the rest finish.
         for id in 1...total where id % 100 != 0 { table[id] = nil }
         var model: [TaskID: Int] = [:]
         for id in stride(from: 100, through: total, by: 100) { model[id] = Int(id) }
         expectSame(table, model, 1...total + 5)
         // And the table keeps taking fresh tasks after the sparse pages moved out.
-        table.insertFresh(-1, id: total + 1)
+        table.insert(-1, id: total + 1)
         model[total + 1] = -1
         expectSame(table, model, 1...total + 5)
     }
@@ -94,8 +102,8 @@ struct LiveTableTests {
         table[1000] = 1
         table[3] = 2
         table[1022] = 3
-        table.insertFresh(4, id: 1023)
-        table.insertFresh(5, id: 1024)
+        table.insert(4, id: 1023)
+        table.insert(5, id: 1024)
         #expect(table[1000] == 1 && table[3] == 2 && table[1022] == 3 && table[1023] == 4 && table[1024] == 5)
         table[1000]! += 10
         #expect(table[1000] == 11)
