@@ -13,7 +13,7 @@ struct OutboundRequest {
 /// in flight on one connection. Writes made in one event-loop tick leave in
 /// one flush.
 final class ClientChannelHandler: ChannelDuplexHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = [Frame]
     typealias OutboundIn = OutboundRequest
     typealias OutboundOut = ByteBuffer
 
@@ -77,7 +77,10 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        for frame in unwrapInboundIn(data) { receive(frame, context: context) }
+    }
+
+    private func receive(_ frame: Frame, context: ChannelHandlerContext) {
         let message: ServerMessage
         do {
             message = try ServerMessage(frame: frame)

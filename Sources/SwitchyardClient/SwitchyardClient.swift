@@ -38,7 +38,7 @@ public final class SwitchyardClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 30)), ClientChannelHandler())
+                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1 << 30)), ClientChannelHandler())
                     }
                 }
                 .connect(host: address.host, port: address.port).get()

@@ -235,7 +235,7 @@ final class Dispatcher: @unchecked Sendable {
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
-                        ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrame)),
+                        ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrame)),
                         WorkerLink(dispatcher: self, slot: slot, generation: generation))
                 }
             }

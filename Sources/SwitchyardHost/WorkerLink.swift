@@ -3,7 +3,7 @@ import SwitchyardCore
 
 /// The host's end of one worker's socketpair.
 final class WorkerLink: ChannelInboundHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = [Frame]
 
     private let dispatcher: Dispatcher
     let slot: Int
@@ -16,9 +16,10 @@ final class WorkerLink: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
         do {
-            dispatcher.workerSaid(try WorkerToHost(frame: frame), slot: slot, generation: generation)
+            for frame in unwrapInboundIn(data) {
+                dispatcher.workerSaid(try WorkerToHost(frame: frame), slot: slot, generation: generation)
+            }
         } catch {
             dispatcher.logger.error(
                 "worker broke the link protocol; stopping it", metadata: ["worker": "\(slot)", "error": "\(error)"])

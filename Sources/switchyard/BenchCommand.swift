@@ -101,7 +101,7 @@ struct BenchCommand: AsyncParsableCommand {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandlers(
-                                ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 30)), BenchHandler(run: run))
+                                ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1 << 30)), BenchHandler(run: run))
                         }
                     }
                     .connect(host: address.host, port: address.port).get()
@@ -207,7 +207,7 @@ final class BenchRun: @unchecked Sendable {
 
 /// Drives one benchmark connection entirely on its event loop: no async hop per task.
 final class BenchHandler: ChannelInboundHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = [Frame]
 
     private let run: BenchRun
     private var out: ByteBuffer!
@@ -227,7 +227,10 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        for frame in unwrapInboundIn(data) { receive(frame, context: context) }
+    }
+
+    private func receive(_ frame: Frame, context: ChannelHandlerContext) {
         if !greeted {
             guard frame.type == .helloOK else {
                 run.done.fail(CLIFailure(message: "handshake failed: \(frame.type)", exitCode: 1))

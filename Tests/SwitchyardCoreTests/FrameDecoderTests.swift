@@ -74,6 +74,31 @@ struct FrameDecoderTests {
         _ = try? channel.finish()
     }
 
+    @Test func batchDecoderPassesOnEveryCompleteFrameOfAReadAsOneArray() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameBatchDecoder()))
+        var all = ByteBuffer()
+        for frame in Self.frames { frame.write(to: &all) }
+        // Half of one more frame arrives with them; its rest comes in the next read.
+        let last = Self.encoded(Frame(type: .ping, requestID: 9, body: text("tail")))
+        all.writeImmutableBuffer(last.getSlice(at: 0, length: 7)!)
+        try channel.writeInbound(all)
+        #expect(try channel.readInbound(as: [Frame].self) == Self.frames)
+        #expect(try channel.readInbound(as: [Frame].self) == nil)
+        try channel.writeInbound(last.getSlice(at: 7, length: last.readableBytes - 7)!)
+        #expect(try channel.readInbound(as: [Frame].self) == [Frame(type: .ping, requestID: 9, body: text("tail"))])
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func batchDecoderPassesOnTheFramesBeforeABadOneThenFails() throws {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1024)))
+        var all = Self.encoded(Frame(type: .ping, requestID: 1, body: text("ok")))
+        all.writeBytes(be(UInt32(1030)) + [FrameType.submit.rawValue, 0] + be(UInt32(9)))
+        let error = #expect(throws: ProtocolError.self) { try channel.writeInbound(all) }
+        #expect(error?.code == .frameTooLarge)
+        #expect(try channel.readInbound(as: [Frame].self) == [Frame(type: .ping, requestID: 1, body: text("ok"))])
+        _ = try? channel.finish()
+    }
+
     @Test func readReturnsNilUntilTheWholeFrameArrives() throws {
         let wire = Self.encoded(Frame(type: .ping, requestID: 3, body: text("abc")))
         for length in 0..<wire.readableBytes {
