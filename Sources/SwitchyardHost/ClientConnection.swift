@@ -5,7 +5,7 @@ import SwitchyardCore
 /// One client's TCP connection: the handshake, then requests, pipelined.
 /// Lives on the dispatcher's event loop.
 final class ClientConnection: ChannelInboundHandler {
-    typealias InboundIn = Frame
+    typealias InboundIn = [Frame]
 
     private let dispatcher: Dispatcher
     private(set) var link: OutboundLink!
@@ -35,7 +35,10 @@ final class ClientConnection: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        for frame in unwrapInboundIn(data) { receive(frame) }
+    }
+
+    private func receive(_ frame: Frame) {
         guard isOpen else { return }
         let message: ClientMessage
         do {

@@ -135,7 +135,7 @@ public final class SwitchyardHost: Service, Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
                         try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(FrameDecoder(maxFrameSize: maxFrameSize)),
+                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrameSize)),
                             ClientConnection(dispatcher: dispatcher, remote: remote))
                     }
                 }
