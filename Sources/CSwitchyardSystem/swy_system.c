@@ -38,6 +38,8 @@ int swy_spawn_worker(const char *path, char *const argv[], char *const envp[],
 
     if ((rc = posix_spawn_file_actions_adddup2(&actions, fd, 3)) != 0) goto out_attr;
     if ((rc = posix_spawn_file_actions_adddup2(&actions, bfd, 4)) != 0) goto out_attr;
+    /* A worker has no business with the host's terminal or input. */
+    if ((rc = posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)) != 0) goto out_attr;
     if ((rc = posix_spawn_file_actions_addclosefrom_np(&actions, 5)) != 0) goto out_attr;
 
     sigset_t empty, defaults;
@@ -113,6 +115,12 @@ int swy_wifexited(int status) { return WIFEXITED(status); }
 int swy_wexitstatus(int status) { return WEXITSTATUS(status); }
 int swy_wifsignaled(int status) { return WIFSIGNALED(status); }
 int swy_wtermsig(int status) { return WTERMSIG(status); }
+
+int swy_set_cloexec(int fd) {
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0) return errno;
+    return fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0 ? 0 : errno;
+}
 
 int swy_sha256_file(const char *path, char hex[65]) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

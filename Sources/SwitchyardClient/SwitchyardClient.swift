@@ -87,7 +87,7 @@ public final class SwitchyardClient: Sendable {
     ///
     /// - Throws: `SwitchyardError`: `.badRequest` (before anything is sent) when
     ///   an option is out of range; otherwise the server's code (`UNKNOWN_HANDLER`,
-    ///   `HANDLER_FAILED`, `WORKER_CRASHED`, `TIMEOUT`, `CANCELLED`, `QUEUE_FULL`, ...)
+    ///   `HANDLER_FAILED`, `WORKER_CRASHED`, `WORKER_LIMIT`, `TIMEOUT`, `CANCELLED`, `QUEUE_FULL`, ...)
     ///   and message.
     public func submit(
         _ handler: String, payload: ByteBuffer, options: SubmitOptions,
@@ -140,7 +140,7 @@ public final class SwitchyardClient: Sendable {
     ///
     /// - Throws: `SwitchyardError` with `UNKNOWN_TASK` when the server does not
     ///   know the id, or the code and message the task ended with
-    ///   (`HANDLER_FAILED`, `WORKER_CRASHED`, `TIMEOUT`, `CANCELLED`, `SHUTTING_DOWN`).
+    ///   (`HANDLER_FAILED`, `WORKER_CRASHED`, `WORKER_LIMIT`, `TIMEOUT`, `CANCELLED`, `SHUTTING_DOWN`).
     public func wait(
         for id: TaskID, onProgress: (@Sendable (_ done: UInt64, _ total: UInt64) -> Void)? = nil
     ) async throws -> ByteBuffer {

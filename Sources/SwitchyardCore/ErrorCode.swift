@@ -29,6 +29,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     /// The payload does not fit a bound C function's signature (wrong count or
     /// type, an integer out of range); the message names the argument. Not retried.
     public static let badArguments = ErrorCode(rawValue: 23)
+    /// The task broke a per-worker limit (`serve --worker-cpu`, `--worker-memory`):
+    /// its worker was ended and replaced; the message names the limit and the
+    /// flag. Not retried: it would break the limit again.
+    public static let workerLimit = ErrorCode(rawValue: 24)
     /// The server is shutting down and takes no new tasks.
     public static let shuttingDown = ErrorCode(rawValue: 30)
     /// Queued and scheduled tasks have reached the server's limit (`serve --max-queue`).
@@ -58,6 +62,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .workerCrashed: "WORKER_CRASHED"
         case .timeout: "TIMEOUT"
         case .badArguments: "BAD_ARGUMENTS"
+        case .workerLimit: "WORKER_LIMIT"
         case .shuttingDown: "SHUTTING_DOWN"
         case .queueFull: "QUEUE_FULL"
         case .unknownStrategy: "UNKNOWN_STRATEGY"

@@ -295,10 +295,12 @@ public struct Scheduler<Waiter> {
 
     /// The worker in `slot` is gone. The task it was running (`running`, from its
     /// board; the oldest it was sent when unknown) has its attempt counted with
-    /// `code` and is retried or ends; every other task it held goes back to the
-    /// front of the queue uncharged.
+    /// `code` and is retried (unless `retryable` is false, as for a broken
+    /// worker limit) or ends; every other task it held goes back to the front
+    /// of the queue uncharged.
     public mutating func workerLost(
-        slot: Int, running: TaskID? = nil, code: ErrorCode = .workerCrashed, reason: String, now: EpochMillis = 0
+        slot: Int, running: TaskID? = nil, code: ErrorCode = .workerCrashed, reason: String, retryable: Bool = true,
+        now: EpochMillis = 0
     ) -> [Outcome] {
         guard slot < workers.count else { return [] }
         var held = workers[slot].inFlight
@@ -336,7 +338,7 @@ public struct Scheduler<Waiter> {
             queue.prepend(id, priority: task.record.priority, now: now)
             changes.update(task.record)
         }
-        outcomes.append(failAttempt(culprit, code: code, message: reason, retryable: true, now: now))
+        outcomes.append(failAttempt(culprit, code: code, message: reason, retryable: retryable, now: now))
         return outcomes
     }
 

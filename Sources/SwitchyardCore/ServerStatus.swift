@@ -105,6 +105,9 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var pluginGeneration: Int?
     /// The outcome of the last reload, if any.
     public var lastReload: ReloadReport?
+    /// The per-worker limits (`serve --worker-memory`, `--worker-cpu`); nil when unset.
+    public var workerMemoryLimit: UInt64?
+    public var workerCPULimitSeconds: UInt64?
 
     public init(
         server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,

@@ -19,6 +19,10 @@ public struct WorkerConfig: Codable, Sendable, Hashable {
     public var bindings: [BindingSpec]?
     /// Run each plugin's self-test after loading (only a reload's probe worker does).
     public var runSelfTests: Bool?
+    /// The worker's memory limit in bytes (RLIMIT_DATA, `serve --worker-memory`); nil for none.
+    public var memoryLimit: UInt64?
+    /// CPU seconds each task may use (RLIMIT_CPU, re-armed before each task; `serve --worker-cpu`); nil for none.
+    public var cpuLimitSeconds: UInt64?
 
     public init(
         workerID: Int, generation: Int, plugins: [String], config: [String: String], maxResultSize: Int,

@@ -29,6 +29,8 @@ final class Dispatcher: @unchecked Sendable {
     let logger: Logger
     let serverName: String
     private let executable: String
+    /// The environment workers and probes start with (`WorkerEnvironment`).
+    private let workerEnvironment: [String]
     /// Plugin files workers load: the configured ones minus any that crashed a
     /// worker while loading.
     private var pluginFiles: [String]
@@ -141,6 +143,7 @@ final class Dispatcher: @unchecked Sendable {
         self.bindings = configuration.bindings
         self.logger = logger
         self.executable = executable
+        self.workerEnvironment = WorkerEnvironment.build(passing: configuration.workerEnvironment)
         self.pluginFiles = pluginFiles
         for file in pluginFiles { pluginHashes[file] = try? sha256Hex(ofFile: file) }
         self.serverName = "switchyard/\(SwitchyardHost.version)"
@@ -158,12 +161,15 @@ final class Dispatcher: @unchecked Sendable {
         self.stopped = loop.makePromise()
     }
 
-    /// Workers run without Swift's crash backtracer unless the operator set
-    /// SWIFT_BACKTRACE: symbolicating a plugin's crash takes seconds (measured:
-    /// the crash test with 8 crashes took 5.4 s with it, 1.5 s without), while the slot is
-    /// out of service. The host reports the signal, task and handler itself.
-    static let workerEnvironment: [String] =
-        getenv("SWIFT_BACKTRACE") == nil ? ["SWIFT_BACKTRACE=enable=no"] : []
+    /// What a worker (or a reload's probe worker) is told to load, and its limits.
+    private func workerConfig(workerID: Int, generation: Int, plugins: [String]) -> WorkerConfig {
+        var config = WorkerConfig(
+            workerID: workerID, generation: generation, plugins: plugins, config: configuration.pluginConfig,
+            maxResultSize: configuration.maxFrameSize - 64, bindings: bindings.isEmpty ? nil : bindings)
+        config.memoryLimit = configuration.workerMemoryLimit
+        config.cpuLimitSeconds = configuration.workerCPULimit
+        return config
+    }
 
     // MARK: Start
 
@@ -207,7 +213,7 @@ final class Dispatcher: @unchecked Sendable {
         let failedStarts = workers[slot]?.failedStarts ?? 0
         let spawned: WorkerSpawner.Spawned
         do {
-            spawned = try WorkerSpawner.spawn(executable: executable, setEnvironment: Self.workerEnvironment)
+            spawned = try WorkerSpawner.spawn(executable: executable, environment: workerEnvironment)
         } catch {
             logger.error("cannot start worker \(slot): \(error)")
             workers[slot] = Worker(
@@ -226,10 +232,7 @@ final class Dispatcher: @unchecked Sendable {
             files = previous.files
             workers[slot]!.pluginGeneration = previous.generation
         }
-        let config = WorkerConfig(
-            workerID: slot, generation: generation, plugins: files, config: configuration.pluginConfig,
-            maxResultSize: configuration.maxFrameSize - 64,
-            bindings: bindings.isEmpty ? nil : bindings)
+        let config = workerConfig(workerID: slot, generation: generation, plugins: files)
         let maxFrame = configuration.maxFrameSize + 64
         ClientBootstrap(group: loop)
             .channelInitializer { [self] channel in
@@ -398,7 +401,8 @@ final class Dispatcher: @unchecked Sendable {
         workers[slot]!.exit = exit
         let retiring = workers[slot]!.retiring
         let expected = phase == .stoppingWorkers || phase == .stopped || retiring
-        let description = "worker \(slot) (pid \(pid)) \(exit)"
+        let limit = WorkerLimit.broken(by: exit, board: workers[slot]!.board)
+        let description = "worker \(slot) (pid \(pid)) \(exit)" + (limit.map { ", \($0.brief(configuration))" } ?? "")
         if retiring {
             let killed = reloading?.killed.contains(slot) == true
             logger.info(
@@ -407,6 +411,8 @@ final class Dispatcher: @unchecked Sendable {
             logger.debug("\(description)")
         } else if killedForTimeout[slot] != nil {
             logger.warning("\(description) after a task timeout; starting a replacement")
+        } else if limit != nil && wasReady && phase != .draining {
+            logger.warning("\(description); starting a replacement")
         } else if phase == .draining {
             logger.error("\(description) while the server is shutting down; it is not replaced")
         } else if wasReady {
@@ -424,14 +430,21 @@ final class Dispatcher: @unchecked Sendable {
         workers[slot]!.board = nil
         var code = ErrorCode.workerCrashed
         var reason = "\(description) while running this task"
+        var retryable = true
         if let timedOut = killedForTimeout.removeValue(forKey: slot) {
             running = timedOut.task
             code = .timeout
             reason =
                 "the attempt ran past its timeout of \(timedOut.timeoutMillis) ms; worker \(slot) (pid \(pid)) was killed and replaced"
+        } else if let limit {
+            code = .workerLimit
+            reason = limit.reason(worker: "worker \(slot) (pid \(pid))", exit: exit, configuration: configuration)
+            retryable = false
         }
         if let running { countCanary(task: running, generation: workers[slot]!.pluginGeneration, failed: true) }
-        for outcome in scheduler.workerLost(slot: slot, running: running, code: code, reason: reason, now: wallMillis()) {
+        for outcome in scheduler.workerLost(
+            slot: slot, running: running, code: code, reason: reason, retryable: retryable, now: wallMillis())
+        {
             deliver(outcome)
         }
         if !expected {
@@ -699,16 +712,15 @@ final class Dispatcher: @unchecked Sendable {
         logger.info("reload (\(trigger)): probing the plugins in a probe worker")
         let source = configuration.plugins
         let executable = self.executable
-        var config = WorkerConfig(
-            workerID: -1, generation: 0, plugins: [], config: configuration.pluginConfig,
-            maxResultSize: configuration.maxFrameSize - 64, bindings: bindings.isEmpty ? nil : bindings)
-        config.runSelfTests = true
+        let environment = workerEnvironment
+        var probeConfig = workerConfig(workerID: -1, generation: 0, plugins: [])
+        probeConfig.runSelfTests = true
+        let config = probeConfig
         NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> PluginProbe.Result in
             let files = try PluginDiscovery.files(for: source)
             var withFiles = config
             withFiles.plugins = files
-            return try PluginProbe.run(
-                files: files, executable: executable, environment: Self.workerEnvironment, config: withFiles)
+            return try PluginProbe.run(files: files, executable: executable, environment: environment, config: withFiles)
         }.whenComplete { [self] result in
             switch result {
             case .failure(let error): finishReload(outcome: "failed", reason: "\(error)")
@@ -999,12 +1011,14 @@ final class Dispatcher: @unchecked Sendable {
         strategyLoads += 1
         let serial = strategyLoads
         let executable = self.executable
+        let environment = workerEnvironment
         let work = NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
             () throws -> (StrategyLibrary, StrategyProbe.Report) in
             let copy = try StrategyFiles.privateCopy(of: request.path, serial: serial)
             defer { StrategyFiles.remove(copy) }
             do {
-                let report = try StrategyProbe.run(file: copy, config: request.config, executable: executable)
+                let report = try StrategyProbe.run(
+                    file: copy, config: request.config, executable: executable, environment: environment)
                 return (try StrategyLibrary.load(copy), report)
             } catch let error as StrategyLoadError {
                 throw StrategyLoadError(file: request.path, reason: error.reason)
@@ -1451,6 +1465,8 @@ final class Dispatcher: @unchecked Sendable {
             bindings: configuration.bindings.isEmpty ? nil : bindingStatus(perHandlerWorkers))
         status.pluginGeneration = pluginGeneration
         status.lastReload = lastReload
+        status.workerMemoryLimit = configuration.workerMemoryLimit
+        status.workerCPULimitSeconds = configuration.workerCPULimit
         return status
     }
 

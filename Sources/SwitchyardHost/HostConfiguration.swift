@@ -70,6 +70,18 @@ public struct HostConfiguration: Sendable {
     /// With `watchPlugins`, the quiet time after the last change before the
     /// reload starts, so that a burst of changes is one reload (default 250 ms).
     public var watchQuiet: TimeAmount = .milliseconds(250)
+    /// Each worker's memory limit in bytes (RLIMIT_DATA: its heap and other
+    /// private writable memory), from 32 MiB; default nil, no limit. A task
+    /// whose worker runs out of memory fails with WORKER_LIMIT.
+    public var workerMemoryLimit: UInt64?
+    /// CPU seconds each task may use on its worker (RLIMIT_CPU, re-armed
+    /// before each task), from 1; default nil, no limit. A task past it fails
+    /// with WORKER_LIMIT (its worker is ended by SIGXCPU and replaced).
+    public var workerCPULimit: UInt64?
+    /// Environment variables workers get besides the allow list of
+    /// `WorkerEnvironment` (PATH, HOME, LANG, LC_*, TZ, TMPDIR, ...): names, or
+    /// prefixes ending in `*` (default none).
+    public var workerEnvironment: [String] = []
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {

@@ -8,7 +8,8 @@ import NIOCore
 
 /// The host's side of a short-lived probe child (a strategy probe, a reload's
 /// probe worker): started like a worker, it talks over its descriptor 3 and
-/// then exits. Everything here blocks: run it off the event loop. Every step
+/// then exits. `environment` is the whole of its environment (see
+/// `WorkerEnvironment`). Everything here blocks: run it off the event loop. Every step
 /// is bounded by `deadline` (CLOCK_MONOTONIC ns).
 struct ProbeProcess {
     let pid: pid_t
@@ -18,7 +19,7 @@ struct ProbeProcess {
     static func start(
         executable: String, arguments: [String], environment: [String], seconds: UInt64
     ) throws -> ProbeProcess {
-        let child = try WorkerSpawner.spawn(executable: executable, arguments: arguments, setEnvironment: environment)
+        let child = try WorkerSpawner.spawn(executable: executable, arguments: arguments, environment: environment)
         child.board.closeDescriptor()
         return ProbeProcess(
             pid: child.pid, socket: child.socket, deadline: swy_monotonic_ns() + seconds * 1_000_000_000)

@@ -36,13 +36,15 @@ public enum StrategyProbe {
     // MARK: Host side
 
     /// Runs the probe for `file` and waits for it (blocking: call it off the
-    /// event loop). Throws `StrategyLoadError` saying why the file is refused.
-    static func run(file: String, config: [String: String], executable: String) throws -> Report {
+    /// event loop), in `environment` (the workers' scrubbed one). Throws
+    /// `StrategyLoadError` saying why the file is refused.
+    static func run(file: String, config: [String: String], executable: String, environment: [String]) throws -> Report {
         let arguments = [argument, file] + config.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         // No Swift crash backtrace: symbolicating one takes seconds, and the
         // probe reports the signal itself.
         let child = try ProbeProcess.start(
-            executable: executable, arguments: arguments, environment: ["SWIFT_BACKTRACE=enable=no"],
+            executable: executable, arguments: arguments,
+            environment: environment.filter { !$0.hasPrefix("SWIFT_BACKTRACE=") } + [WorkerEnvironment.backtraceOff],
             seconds: UInt64(deadlineSeconds))
         defer { child.close() }
         var output = ByteBuffer()

@@ -16,6 +16,8 @@ import SwitchyardCore
 public final class SwitchyardHost: Service, Sendable {
     /// This build's version.
     public static let version = "0.1.0"
+    /// The smallest `workerMemoryLimit`.
+    public static let minimumWorkerMemory: UInt64 = 32 << 20
 
     public let configuration: HostConfiguration
     private let logger: Logger
@@ -54,6 +56,18 @@ public final class SwitchyardHost: Service, Sendable {
         }
         guard configuration.maxFrameSize >= 1024 && configuration.maxFrameSize <= 1 << 30 else {
             throw ConfigurationError("the frame limit must be between 1 KiB and 1 GiB, not \(configuration.maxFrameSize)")
+        }
+        if let memory = configuration.workerMemoryLimit, memory < Self.minimumWorkerMemory {
+            throw ConfigurationError(
+                "the worker memory limit (--worker-memory) must be at least \(ByteCount.describe(Self.minimumWorkerMemory)), not \(ByteCount.describe(memory)): a worker needs about 10 MiB before it loads any plugin"
+            )
+        }
+        if configuration.workerCPULimit == 0 {
+            throw ConfigurationError("the CPU limit per task (--worker-cpu) must be at least 1 second")
+        }
+        for pattern in configuration.workerEnvironment where !WorkerEnvironment.isValidPattern(pattern) {
+            throw ConfigurationError(
+                "--worker-env takes a variable name (letters, digits and _) or a prefix ending in *, not `\(pattern)`")
         }
         let loop = group.next()
         // Watch before listing the directory, so no change after the listing is missed.

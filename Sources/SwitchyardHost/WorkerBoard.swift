@@ -59,6 +59,17 @@ final class WorkerBoard: @unchecked Sendable {
     /// In the host: when the running task started (CLOCK_MONOTONIC ns).
     var startedNanoseconds: UInt64 { swy_board_started_ns(board) }
 
+    /// In the host, after the worker died: the limit it found it had broken, if any.
+    var limitHit: WorkerLimit? { swy_board_limit_hit(board) == SWY_LIMIT_MEMORY ? .memory : nil }
+
+    /// In the worker, once its memory limit is set: a fatal signal then marks
+    /// the board when memory ran out (see `swy_watch_memory`). The board stays
+    /// mapped for the life of the process (the runtime holding it never goes away).
+    func watchMemory(probeBytes: UInt64) throws {
+        let code = swy_watch_memory(board, probeBytes)
+        guard code == 0 else { throw SystemError(call: "sigaction (memory limit watch)", errno: code) }
+    }
+
     deinit {
         closeDescriptor()
         swy_board_unmap(board)

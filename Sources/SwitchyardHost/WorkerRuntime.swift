@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CSwitchyardSystem
 import NIOCore
 import SwitchyardABI
 import SwitchyardCore
@@ -27,10 +28,13 @@ public enum WorkerProcess {
     /// (A strategy probe process, started the same way, is run here too.)
     public static func runIfRequested() {
         let arguments = CommandLine.arguments
-        if arguments.count >= 2, arguments[1] == StrategyProbe.argument {
+        guard arguments.count >= 2, arguments[1] == argument || arguments[1] == StrategyProbe.argument else { return }
+        // The link to the host is for this process alone: nothing a plugin
+        // starts inherits it.
+        _ = swy_set_cloexec(descriptor)
+        if arguments[1] == StrategyProbe.argument {
             exit(StrategyProbe.runChild(Array(arguments.dropFirst(2))))
         }
-        guard arguments.count >= 2, arguments[1] == argument else { return }
         signal(SIGPIPE, SIG_IGN)
         let status = WorkerRuntime(fd: descriptor).run()
         exit(status)
@@ -59,6 +63,8 @@ final class WorkerRuntime {
     var workerID = 0
     /// Where this worker tells the host which task it runs.
     let board: WorkerBoard?
+    /// `serve --worker-memory` and `--worker-cpu`, set at start.
+    var limits: WorkerLimitsInWorker?
 
     init(fd: Int32) {
         self.fd = fd
@@ -78,6 +84,14 @@ final class WorkerRuntime {
         do {
             guard let first = try nextFrame(), case .config(let config) = try HostToWorker(frame: first) else {
                 writeStandardError("switchyard worker: the host did not send WORKER_CONFIG first\n")
+                return 2
+            }
+            // Before any plugin is loaded, so plugins are held to the limits too.
+            do {
+                limits = try WorkerLimitsInWorker(
+                    memory: config.memoryLimit, cpuSeconds: config.cpuLimitSeconds, board: board)
+            } catch {
+                writeStandardError("switchyard worker \(config.workerID): cannot set its limits: \(error)\n")
                 return 2
             }
             start(config)
@@ -200,6 +214,7 @@ final class WorkerRuntime {
     }
 
     private func stopHandlers() {
+        limits?.beforeTask()
         for (index, handler) in handlers.enumerated() {
             guard let onStop = handler.onWorkerStop else { continue }
             currentPlugin = handler.plugin
@@ -223,6 +238,7 @@ final class WorkerRuntime {
         inTask = true
         currentTask = id
         currentPlugin = handler.plugin
+        limits?.beforeTask()
         board?.begin(id)
         defer { board?.end() }
         let status = payload.withUnsafeReadableBytes { bytes in
@@ -253,6 +269,7 @@ final class WorkerRuntime {
     private func executeBinding(_ binding: BoundFunction, id: TaskID, payload: ByteBuffer) {
         result.clear()
         currentTask = id
+        limits?.beforeTask()
         board?.begin(id)
         defer { board?.end() }
         let outcome = payload.withUnsafeReadableBytes { bytes in

@@ -18,11 +18,10 @@ enum WorkerSpawner {
 
     /// Runs `executable WorkerProcess.argument` (or `arguments`) with a fresh
     /// socketpair's other end as its descriptor 3, a fresh board as descriptor
-    /// 4, and no other descriptor above 2.
-    ///
-    /// `setEnvironment` entries (`NAME=value`) replace or add to the host's environment.
+    /// 4, /dev/null as standard input, no other descriptor above 2, and
+    /// exactly `environment` (`NAME=value` entries; see `WorkerEnvironment`).
     static func spawn(
-        executable: String, arguments extra: [String] = [WorkerProcess.argument], setEnvironment: [String] = []
+        executable: String, arguments extra: [String] = [WorkerProcess.argument], environment: [String]
     ) throws -> Spawned {
         let board = try WorkerBoard()
         defer { board.closeDescriptor() }
@@ -32,23 +31,10 @@ enum WorkerSpawner {
         let arguments = [executable] + extra
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for pointer in envp { free(pointer) } }
         var pid: pid_t = 0
-        let rc: Int32
-        if setEnvironment.isEmpty {
-            rc = swy_spawn_worker(executable, &argv, environ, fds[1], board.descriptor, &pid)
-        } else {
-            let names = Set(setEnvironment.map { $0.prefix { $0 != "=" } })
-            var inherited: [String] = []
-            var entry = environ
-            while let pointer = entry.pointee {
-                let text = String(cString: pointer)
-                if !names.contains(text.prefix { $0 != "=" }) { inherited.append(text) }
-                entry += 1
-            }
-            var envp: [UnsafeMutablePointer<CChar>?] = (inherited + setEnvironment).map { strdup($0) } + [nil]
-            defer { for pointer in envp { free(pointer) } }
-            rc = swy_spawn_worker(executable, &argv, &envp, fds[1], board.descriptor, &pid)
-        }
+        let rc = swy_spawn_worker(executable, &argv, &envp, fds[1], board.descriptor, &pid)
         guard rc == 0 else {
             close(fds[0])
             throw SystemError(call: "posix_spawn \(executable)", errno: rc)

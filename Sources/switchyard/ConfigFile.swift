@@ -36,6 +36,7 @@ struct ServeConfigFile {
         "retry-max": .value, "retry-jitter": .value, "aging": .value, "keep-results": .value,
         "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-attempts": .value,
         "max-frame-size": .value, "shutdown-timeout": .value, "log-level": .value,
+        "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
     ]
     static let bindingKeys = ["name", "library", "symbol", "signature"]
 

@@ -104,6 +104,28 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(
+        help: """
+            Memory limit of each worker (RLIMIT_DATA), such as 512M or 2G (K, M, G: powers of 1024), at \
+            least 32M; a task that runs its worker out of memory fails with WORKER_LIMIT (default: none).
+            """)
+    var workerMemory: String?
+
+    @Option(
+        help: """
+            CPU seconds each task may use on its worker (RLIMIT_CPU, re-armed before each task; a task gets \
+            between N and N+1); past it the task fails with WORKER_LIMIT (default: none).
+            """)
+    var workerCpu: UInt64?
+
+    @Option(
+        name: .customLong("worker-env"),
+        help: """
+            An environment variable workers get besides PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TZ, \
+            TMPDIR, LD_LIBRARY_PATH and SWIFT_BACKTRACE: a name, or a prefix ending in * (repeatable).
+            """)
+    var workerEnv: [String] = []
+
     func validate() throws {
         do { _ = try HostPort(parsing: listen) } catch { throw ValidationError("--listen: \(error)") }
         guard (1...1024).contains(workers ?? System.coreCount) else { throw ValidationError("--workers must be from 1 to 1024") }
@@ -133,6 +155,18 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for pair in config where !pair.contains("=") || pair.hasPrefix("=") {
             throw ValidationError("--config takes key=value, not `\(pair)`")
+        }
+        if let workerMemory {
+            guard let bytes = ByteCount.parse(workerMemory) else {
+                throw ValidationError("--worker-memory takes a size such as 512M or 2G, not `\(workerMemory)`")
+            }
+            guard bytes >= SwitchyardHost.minimumWorkerMemory else {
+                throw ValidationError("--worker-memory must be at least 32M: a worker needs about 10 MiB before it loads any plugin")
+            }
+        }
+        if workerCpu == 0 { throw ValidationError("--worker-cpu must be 1 or more seconds") }
+        for name in workerEnv where !WorkerEnvironment.isValidPattern(name) {
+            throw ValidationError("--worker-env takes a variable name (letters, digits and _) or a prefix ending in *, not `\(name)`")
         }
     }
 
@@ -191,6 +225,9 @@ struct ServeCommand: AsyncParsableCommand {
         withStrategies.strategyFaultLimit = strategyFaultLimit
         withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
         withStrategies.watchPlugins = watch
+        withStrategies.workerMemoryLimit = workerMemory.flatMap(ByteCount.parse)
+        withStrategies.workerCPULimit = workerCpu
+        withStrategies.workerEnvironment = workerEnv
         withStrategies.bindings = bindings
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

@@ -53,6 +53,10 @@ struct StatusCommand: AsyncParsableCommand {
             }
             print(line)
         }
+        var limits: [String] = []
+        if let memory = status.workerMemoryLimit { limits.append("memory \(memory >> 20) MiB per worker") }
+        if let cpu = status.workerCPULimitSeconds { limits.append("CPU \(cpu) s per task") }
+        if !limits.isEmpty { print("worker limits: \(limits.joined(separator: ", "))") }
         print("\nworkers:")
         print(
             pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("AVG TIME", 11)

@@ -13,8 +13,8 @@
 int swy_socketpair_cloexec(int fds[2]);
 
 /* posix_spawn `path` with `argv`/`envp`, handing `child_fd` to the child as
- * descriptor 3 and `board_fd` as descriptor 4, and closing every other
- * descriptor above 2 in the child
+ * descriptor 3 and `board_fd` as descriptor 4, /dev/null as its standard
+ * input, and closing every other descriptor above 2 in the child
  * (posix_spawn_file_actions_addclosefrom_np). The child starts in its own
  * process group (so a terminal's Ctrl-C reaches only the host, which stops
  * workers in order) with default signal dispositions and an empty mask.
@@ -29,7 +29,13 @@ int swy_spawn_worker(const char *path, char *const argv[], char *const envp[],
 typedef struct swy_board {
     uint64_t running;    /* task id being executed, 0 when none */
     uint64_t started_ns; /* CLOCK_MONOTONIC at its start */
+    uint32_t limit_hit;  /* SWY_LIMIT_*: a limit the worker found it broke, just before dying */
+    uint32_t reserved;
 } swy_board_t;
+
+/* Values of swy_board_t.limit_hit. */
+#define SWY_LIMIT_NONE 0u
+#define SWY_LIMIT_MEMORY 1u
 
 /* Creates a board: a close-on-exec memfd, sized and mapped shared.
  * Returns 0, or -1 with errno set. */
@@ -52,6 +58,9 @@ static inline uint64_t swy_board_running(const swy_board_t *board) {
 static inline uint64_t swy_board_started_ns(const swy_board_t *board) {
     return __atomic_load_n(&board->started_ns, __ATOMIC_RELAXED);
 }
+static inline uint32_t swy_board_limit_hit(const swy_board_t *board) {
+    return __atomic_load_n(&board->limit_hit, __ATOMIC_ACQUIRE);
+}
 
 /* waitpid(pid, WNOHANG) retried on EINTR. Returns the pid when reaped (status
  * stored), 0 when still running, -1 with errno on error. */
@@ -62,6 +71,9 @@ int swy_wifexited(int status);
 int swy_wexitstatus(int status);
 int swy_wifsignaled(int status);
 int swy_wtermsig(int status);
+
+/* Sets close-on-exec on `fd` (a worker's inherited socket). Returns 0 or an errno value. */
+int swy_set_cloexec(int fd);
 
 /* SHA-256 of the file at `path`, as 64 lowercase hex digits and a NUL in
  * `hex` (65 bytes). Returns 0, or an errno value (the file cannot be read, or

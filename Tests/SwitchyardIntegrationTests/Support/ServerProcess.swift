@@ -68,14 +68,20 @@ struct CommandResult: Sendable {
 func run(_ program: String, _ arguments: [String], environment: [String: String] = [:], stdin: String? = nil)
     async throws -> CommandResult
 {
-    var overrides: [Environment.Key: String?] = [:]
-    for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
     let result = try await Subprocess.run(
-        .path(FilePath(program)), arguments: Arguments(arguments), environment: .inherit.updating(overrides),
+        .path(FilePath(program)), arguments: Arguments(arguments),
+        environment: .inherit.updating(environmentOverrides(environment)),
         input: .string(stdin ?? ""), output: .string(limit: 1 << 24), error: .string(limit: 1 << 24))
     return CommandResult(
         status: exitCode(result.terminationStatus), stdout: result.standardOutput,
         stderr: result.standardError)
+}
+
+/// Variables to set in a child's environment, as swift-subprocess takes them.
+func environmentOverrides(_ environment: [String: String]) -> [Environment.Key: String?] {
+    var overrides: [Environment.Key: String?] = [:]
+    for (key, value) in environment { overrides[Environment.Key(stringLiteral: key)] = value }
+    return overrides
 }
 
 /// An exit status as a shell shows it: the code, or 128 + the signal.
@@ -108,9 +114,11 @@ final class ServerProcess: Sendable {
     private let ownDataDirectory: TemporaryDirectory?
 
     /// Starts a server; with no `dataDirectory`, a fresh temporary one (so
-    /// servers of parallel tests never share a store).
+    /// servers of parallel tests never share a store). `environment` adds to
+    /// (or replaces in) the test process's environment.
     static func start(
-        workers: Int = 2, plugins: String? = nil, dataDirectory: String? = nil, extraArguments: [String] = []
+        workers: Int = 2, plugins: String? = nil, dataDirectory: String? = nil, extraArguments: [String] = [],
+        environment: [String: String] = [:]
     ) async throws -> ServerProcess {
         let own = dataDirectory == nil ? try TemporaryDirectory() : nil
         var arguments = [
@@ -123,9 +131,11 @@ final class ServerProcess: Sendable {
         let (started, startedContinuation) = AsyncStream<(pid_t, HostPort?)>.makeStream()
         // The process lives as long as this task: it reads the log until the
         // server and its workers have closed it, then reaps the server.
+        let overrides = environmentOverrides(environment)
         let exit = Task<Int32, Error> {
             let result = try await Subprocess.run(
-                .path(FilePath(Paths.switchyard)), arguments: Arguments(arguments), input: .none,
+                .path(FilePath(Paths.switchyard)), arguments: Arguments(arguments),
+                environment: .inherit.updating(overrides), input: .none,
                 output: .discarded, error: .sequence
             ) { execution in
                 let pid = execution.processIdentifier.value
@@ -224,10 +234,11 @@ struct TestFailure: Error, CustomStringConvertible {
 /// Runs `body` with a started server and always stops it afterwards.
 func withServer<T>(
     workers: Int = 2, plugins: String? = nil, dataDirectory: String? = nil, extraArguments: [String] = [],
-    _ body: (ServerProcess) async throws -> T
+    environment: [String: String] = [:], _ body: (ServerProcess) async throws -> T
 ) async throws -> T {
     let server = try await ServerProcess.start(
-        workers: workers, plugins: plugins, dataDirectory: dataDirectory, extraArguments: extraArguments)
+        workers: workers, plugins: plugins, dataDirectory: dataDirectory, extraArguments: extraArguments,
+        environment: environment)
     do {
         let value = try await body(server)
         await server.stop()
