@@ -1,8 +1,10 @@
 #define _GNU_SOURCE
 #include "swy_system.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -120,6 +122,12 @@ int swy_set_cloexec(int fd) {
     int flags = fcntl(fd, F_GETFD);
     if (flags < 0) return errno;
     return fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0 ? 0 : errno;
+}
+
+const char *swy_dl_path(void *handle) {
+    struct link_map *map = NULL;
+    if (dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == NULL) return NULL;
+    return map->l_name;
 }
 
 int swy_sha256_file(const char *path, char hex[65]) {

@@ -71,13 +71,43 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var workers: Int
         /// Why workers left it out (library or symbol not found, bad signature); nil when loaded.
         public var skipped: String?
-        public init(name: String, library: String, symbol: String, signature: String, workers: Int, skipped: String?) {
+        /// The file the dynamic linker opened for `library`, and its SHA-256, once a worker loaded it.
+        public var path: String?
+        public var sha256: String?
+        public init(
+            name: String, library: String, symbol: String, signature: String, workers: Int, skipped: String?,
+            path: String? = nil, sha256: String? = nil
+        ) {
             self.name = name
             self.library = library
             self.symbol = symbol
             self.signature = signature
             self.workers = workers
             self.skipped = skipped
+            self.path = path
+            self.sha256 = sha256
+        }
+    }
+
+    /// A strategy plugin file loaded into the host: shipped, or by STRATEGY_LOAD.
+    public struct StrategyFile: Codable, Sendable, Hashable {
+        /// The path it was loaded from (for STRATEGY_LOAD, the path the request named).
+        public var file: String
+        public var plugin: String
+        public var version: String
+        /// SHA-256 of the content loaded.
+        public var sha256: String
+        /// The strategies it made available.
+        public var strategies: [String]
+        /// When (seconds since the epoch).
+        public var loadedAt: Double
+        public init(file: String, plugin: String, version: String, sha256: String, strategies: [String], loadedAt: Double) {
+            self.file = file
+            self.plugin = plugin
+            self.version = version
+            self.sha256 = sha256
+            self.strategies = strategies
+            self.loadedAt = loadedAt
         }
     }
 
@@ -105,6 +135,8 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     public var pluginGeneration: Int?
     /// The outcome of the last reload, if any.
     public var lastReload: ReloadReport?
+    /// Strategy plugin files loaded into the host, in load order; nil from older servers.
+    public var strategyFiles: [StrategyFile]?
     /// The per-worker limits (`serve --worker-memory`, `--worker-cpu`); nil when unset.
     public var workerMemoryLimit: UInt64?
     public var workerCPULimitSeconds: UInt64?

@@ -69,8 +69,14 @@ public struct StrategyReport: Codable, Sendable, Hashable {
         public var notes: [String]
         /// Picks the probe made on synthetic worker views.
         public var probePicks: Int
+        /// SHA-256 of the content loaded (nil from older servers).
+        public var sha256: String?
 
-        public init(file: String, plugin: String, version: String, strategies: [String], notes: [String], probePicks: Int) {
+        public init(
+            file: String, plugin: String, version: String, strategies: [String], notes: [String], probePicks: Int,
+            sha256: String? = nil
+        ) {
+            self.sha256 = sha256
             self.file = file
             self.plugin = plugin
             self.version = version

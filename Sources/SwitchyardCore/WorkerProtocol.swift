@@ -43,11 +43,21 @@ public struct LoadedHandler: Codable, Sendable, Hashable {
     public var plugin: String
     public var pluginVersion: String
     public var file: String
-    public init(name: String, plugin: String, pluginVersion: String, file: String) {
+    /// For a binding: the file the dynamic linker opened for its library (a
+    /// bare name like `libm.so.6` resolved), and its SHA-256. The host hashes
+    /// plugin files itself.
+    public var resolvedFile: String?
+    public var sha256: String?
+    public init(
+        name: String, plugin: String, pluginVersion: String, file: String, resolvedFile: String? = nil,
+        sha256: String? = nil
+    ) {
         self.name = name
         self.plugin = plugin
         self.pluginVersion = pluginVersion
         self.file = file
+        self.resolvedFile = resolvedFile
+        self.sha256 = sha256
     }
 }
 

@@ -33,6 +33,8 @@ public final class BoundFunction {
 
     public let spec: BindingSpec
     public let signature: BindingSignature
+    /// The file the dynamic linker opened for `spec.library` (nil if it cannot say).
+    public let libraryPath: String?
 
     private let function: @convention(c) () -> Void
     private let cif: UnsafeMutablePointer<ffi_cif>
@@ -73,6 +75,7 @@ public final class BoundFunction {
         }
         self.spec = spec
         self.signature = signature
+        self.libraryPath = library.resolvedPath
         self.function = unsafeBitCast(address, to: (@convention(c) () -> Void).self)
         cellCount = cTypes.count
         types = .allocate(capacity: max(cellCount, 1))

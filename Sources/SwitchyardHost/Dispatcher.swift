@@ -134,6 +134,10 @@ final class Dispatcher: @unchecked Sendable {
     private var strategyNotices: [String] = []
     /// Strategy files loaded by STRATEGY_LOAD so far (numbers each copy).
     private var strategyLoads = 0
+    /// Every strategy plugin file loaded into the host, with its SHA-256.
+    private var strategyFiles: [ServerStatus.StrategyFile] = []
+    /// Bound libraries whose file and SHA-256 were logged (name, path, hash).
+    private var loggedLibraries: Set<[String]> = []
     /// Why a worker was killed on purpose, to report when it is reaped.
     private var killedForTimeout: [Int: (task: TaskID, timeoutMillis: UInt32)] = [:]
 
@@ -145,7 +149,10 @@ final class Dispatcher: @unchecked Sendable {
         self.executable = executable
         self.workerEnvironment = WorkerEnvironment.build(passing: configuration.workerEnvironment)
         self.pluginFiles = pluginFiles
-        for file in pluginFiles { pluginHashes[file] = try? sha256Hex(ofFile: file) }
+        for file in pluginFiles {
+            pluginHashes[file] = try? sha256Hex(ofFile: file)
+            logger.info("plugin \(file): sha256 \(pluginHashes[file] ?? "unreadable")")
+        }
         self.serverName = "switchyard/\(SwitchyardHost.version)"
         self.scheduler = Scheduler(
             configuration: SchedulerConfiguration(
@@ -356,6 +363,11 @@ final class Dispatcher: @unchecked Sendable {
         }
         var ids: [HandlerID] = []
         for handler in hello.handlers {
+            if let path = handler.resolvedFile, let sha256 = handler.sha256,
+                loggedLibraries.insert([handler.name, path, sha256]).inserted
+            {
+                logger.info("binding \(handler.name): library \(path): sha256 \(sha256)")
+            }
             let id = handlerID(for: handler.name)
             loadedHandlers[id] = handler
             ids.append(id)
@@ -986,6 +998,7 @@ final class Dispatcher: @unchecked Sendable {
         for file in PluginDiscovery.shippedStrategyFiles() {
             do {
                 let library = try StrategyLibrary.load(file)
+                loadedStrategyFile(file, library: library, sha256: try? sha256Hex(ofFile: file))
                 for name in library.strategyNames {
                     registerStrategy(
                         name,
@@ -1013,20 +1026,22 @@ final class Dispatcher: @unchecked Sendable {
         let executable = self.executable
         let environment = workerEnvironment
         let work = NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
-            () throws -> (StrategyLibrary, StrategyProbe.Report) in
+            () throws -> (StrategyLibrary, StrategyProbe.Report, String) in
             let copy = try StrategyFiles.privateCopy(of: request.path, serial: serial)
             defer { StrategyFiles.remove(copy) }
             do {
+                let sha256 = try sha256Hex(ofFile: copy)
                 let report = try StrategyProbe.run(
                     file: copy, config: request.config, executable: executable, environment: environment)
-                return (try StrategyLibrary.load(copy), report)
+                return (try StrategyLibrary.load(copy), report, sha256)
             } catch let error as StrategyLoadError {
                 throw StrategyLoadError(file: request.path, reason: error.reason)
             }
         }
         work.whenComplete { [self] result in
             switch result {
-            case .success(let (library, probe)):
+            case .success(let (library, probe, sha256)):
+                loadedStrategyFile(request.path, library: library, sha256: sha256)
                 let source = "\(request.path) (\(library.pluginName) \(library.pluginVersion), load #\(serial))"
                 for name in library.strategyNames {
                     let replaced = strategyRegistry[name]?.source
@@ -1040,18 +1055,28 @@ final class Dispatcher: @unchecked Sendable {
                 for problem in library.refused { logger.warning("strategy plugin \(request.path): \(problem)") }
                 for note in probe.notes { logger.warning("strategy plugin \(request.path): \(note)") }
                 logger.info(
-                    "loaded strategy plugin \(request.path) (\(library.pluginName) \(library.pluginVersion)): \(library.strategyNames.joined(separator: ", ")); its probe made \(probe.picks) picks"
+                    "loaded strategy plugin \(request.path) (\(library.pluginName) \(library.pluginVersion)): \(library.strategyNames.joined(separator: ", ")); its probe made \(probe.picks) picks; sha256 \(sha256)"
                 )
                 var report = strategyReport()
                 report.loaded = StrategyReport.Loaded(
                     file: request.path, plugin: library.pluginName, version: library.pluginVersion,
-                    strategies: library.strategyNames, notes: library.refused + probe.notes, probePicks: probe.picks)
+                    strategies: library.strategyNames, notes: library.refused + probe.notes, probePicks: probe.picks,
+                    sha256: sha256)
                 connection.send(.strategyInfo(report.encoded()), requestID: requestID)
             case .failure(let error):
                 logger.warning("refused strategy plugin \(request.path): \(error)")
                 connection.send(.error(.strategyRefused, taskID: 0, message: "\(error)"), requestID: requestID)
             }
         }
+    }
+
+    /// Records a strategy plugin file loaded into the host, for `status`, and logs its SHA-256.
+    private func loadedStrategyFile(_ file: String, library: StrategyLibrary, sha256: String?) {
+        strategyFiles.append(
+            ServerStatus.StrategyFile(
+                file: file, plugin: library.pluginName, version: library.pluginVersion, sha256: sha256 ?? "",
+                strategies: library.strategyNames, loadedAt: Date().timeIntervalSince1970))
+        logger.info("strategy plugin \(file): sha256 \(sha256 ?? "unreadable")")
     }
 
     /// Makes a strategy available to STRATEGY_SET under `name`.
@@ -1465,6 +1490,7 @@ final class Dispatcher: @unchecked Sendable {
             bindings: configuration.bindings.isEmpty ? nil : bindingStatus(perHandlerWorkers))
         status.pluginGeneration = pluginGeneration
         status.lastReload = lastReload
+        status.strategyFiles = strategyFiles
         status.workerMemoryLimit = configuration.workerMemoryLimit
         status.workerCPULimitSeconds = configuration.workerCPULimit
         return status
@@ -1473,13 +1499,15 @@ final class Dispatcher: @unchecked Sendable {
     private func bindingStatus(_ perHandlerWorkers: [Int]) -> [ServerStatus.Binding] {
         configuration.bindings.map { spec in
             var workers = 0
+            var loaded: LoadedHandler?
             if let id = handlerIDs[spec.name], loadedHandlers[id]?.plugin == BindingLoader.pluginName {
                 workers = perHandlerWorkers[id]
+                loaded = loadedHandlers[id]
             }
             let signature = (try? BindingSignature(parsing: spec.signature))?.description ?? spec.signature
             return ServerStatus.Binding(
                 name: spec.name, library: spec.library, symbol: spec.symbol, signature: signature, workers: workers,
-                skipped: skippedBindings[spec.name])
+                skipped: skippedBindings[spec.name], path: loaded?.resolvedFile, sha256: loaded?.sha256)
         }
     }
 }

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CSwitchyardSystem
 
 /// A shared object opened with `dlopen`. The one place that touches dlopen and dlsym.
 ///
@@ -28,6 +29,10 @@ struct DynamicLibrary {
         self.path = path
         self.handle = handle
     }
+
+    /// The file the dynamic linker opened: for a bare name such as
+    /// `libm.so.6`, the path it found in the library search path.
+    var resolvedPath: String? { swy_dl_path(handle).map { String(cString: $0) } }
 
     /// The address of `name`, or nil when the library does not export it.
     func symbol(_ name: String) -> UnsafeMutableRawPointer? {

@@ -198,7 +198,8 @@ final class WorkerRuntime {
             + bindings.map {
                 LoadedHandler(
                     name: $0.spec.name, plugin: BindingLoader.pluginName, pluginVersion: $0.signature.description,
-                    file: $0.spec.library)
+                    file: $0.spec.library, resolvedFile: $0.libraryPath,
+                    sha256: $0.libraryPath.flatMap { try? sha256Hex(ofFile: $0) })
             }
         let hello = WorkerHello(
             pid: getpid(), handlers: loaded, skipped: skipped,

@@ -79,16 +79,27 @@ struct StatusCommand: AsyncParsableCommand {
         }
         if let bindings = status.bindings, !bindings.isEmpty {
             print("\nbindings:")
-            print(pad("NAME", 16) + pad("SIGNATURE", 28) + pad("WORKERS", 9) + "FUNCTION")
+            print(pad("NAME", 16) + pad("SIGNATURE", 28) + pad("WORKERS", 9) + pad("SHA-256", 14) + "FUNCTION")
             for binding in bindings {
+                let found = binding.path.map { $0 == binding.library ? "" : " (\($0))" } ?? ""
                 print(
                     pad(binding.name, 16) + pad(binding.signature, 28) + pad("\(binding.workers)", 9)
-                        + "\(binding.symbol) in \(binding.library)")
+                        + pad(binding.sha256.map { String($0.prefix(12)) } ?? "-", 14)
+                        + "\(binding.symbol) in \(binding.library)\(found)")
             }
             let skipped = bindings.filter { $0.skipped != nil }
             if !skipped.isEmpty {
                 print("\nskipped bindings:")
                 for binding in skipped { print("  \(binding.name): \(binding.skipped!)") }
+            }
+        }
+        if let files = status.strategyFiles, !files.isEmpty {
+            print("\nstrategy plugins:")
+            print(pad("PLUGIN", 22) + pad("SHA-256", 14) + pad("STRATEGIES", 28) + "FILE")
+            for file in files {
+                print(
+                    pad("\(file.plugin) \(file.version)", 22) + pad(String(file.sha256.prefix(12)), 14)
+                        + pad(file.strategies.joined(separator: ","), 28) + file.file)
             }
         }
         if !status.skippedPlugins.isEmpty {

@@ -99,6 +99,7 @@ struct StrategyCommand: AsyncParsableCommand {
                     print(
                         "loaded \(loaded.file) (\(loaded.plugin) \(loaded.version)): \(loaded.strategies.joined(separator: ", "))"
                     )
+                    if let sha256 = loaded.sha256 { print("sha256 \(sha256)") }
                     for note in loaded.notes { print("note: \(note)") }
                 }
                 printReport(report)

@@ -75,6 +75,10 @@ int swy_wtermsig(int status);
 /* Sets close-on-exec on `fd` (a worker's inherited socket). Returns 0 or an errno value. */
 int swy_set_cloexec(int fd);
 
+/* The file the dynamic linker opened for a dlopen handle (its link map's
+ * l_name: for a bare name such as "libm.so.6", the path it found), or NULL. */
+const char *swy_dl_path(void *handle);
+
 /* SHA-256 of the file at `path`, as 64 lowercase hex digits and a NUL in
  * `hex` (65 bytes). Returns 0, or an errno value (the file cannot be read, or
  * EIO when libcrypto fails). Reads with one open descriptor, close-on-exec. */

@@ -11,3 +11,12 @@ func confinedPlugins(shipped: [String] = ["echo"]) async throws -> TemporaryDire
     }
     return directory
 }
+
+/// SHA-256 of a file as `sha256sum` prints it: 64 lowercase hex digits.
+func sha256sum(_ path: String) async throws -> String {
+    let result = try await run("/usr/bin/env", ["sha256sum", path])
+    guard result.status == 0, let digest = result.stdout.split(separator: " ").first else {
+        throw TestFailure("sha256sum \(path) failed: \(result.stderr)")
+    }
+    return String(digest)
+}
