@@ -23,6 +23,9 @@ public struct WorkerConfig: Codable, Sendable, Hashable {
     public var memoryLimit: UInt64?
     /// CPU seconds each task may use (RLIMIT_CPU, re-armed before each task; `serve --worker-cpu`); nil for none.
     public var cpuLimitSeconds: UInt64?
+    /// Load a bound library found in an untrusted place with a warning
+    /// instead of leaving the binding out (`serve --allow-insecure-plugins`).
+    public var allowInsecurePlugins: Bool?
 
     public init(
         workerID: Int, generation: Int, plugins: [String], config: [String: String], maxResultSize: Int,

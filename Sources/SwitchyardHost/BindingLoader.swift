@@ -14,11 +14,24 @@ enum BindingLoader {
         handler.hasPrefix("binding ") ? String(handler.dropFirst("binding ".count)) : nil
     }
 
+    /// What `load` reports as it goes.
+    enum Event {
+        /// A library is about to be opened (`marker`: the WORKER_LOADING handler).
+        case opening(library: String, marker: String)
+        /// A library loaded from an untrusted place under --allow-insecure-plugins.
+        case insecure(TrustProblem)
+    }
+
     /// Each binding prepared, or skipped with the reason: an invalid or taken
-    /// handler name, a library or symbol not found, a signature that does not parse.
-    /// `announce(library, marker)` runs before each library is opened.
+    /// handler name, a library or symbol not found, a signature that does not
+    /// parse, or a library the dynamic linker found in a place others could
+    /// have written (PluginTrust; the host checks a library given as a path
+    /// before any worker opens it, and a bare name like `libm.so.6` is checked
+    /// here once the linker has found it, after its constructors ran in this
+    /// worker, which then never calls it). `report` sees each event.
     static func load(
-        _ specs: [BindingSpec], takenNames: [String: String], announce: (String, String) -> Void = { _, _ in }
+        _ specs: [BindingSpec], takenNames: [String: String], allowInsecure: Bool = false,
+        report: (Event) -> Void = { _ in }
     ) -> (bound: [BoundFunction], skipped: [SkippedBinding]) {
         var taken = takenNames
         var bound: [BoundFunction] = []
@@ -36,8 +49,18 @@ enum BindingLoader {
                 continue
             }
             do {
-                announce(spec.library, loadingMarker(spec.name))
-                bound.append(try BoundFunction(spec))
+                report(.opening(library: spec.library, marker: loadingMarker(spec.name)))
+                let function = try BoundFunction(spec)
+                if !spec.library.contains("/"), let path = function.libraryPath,
+                    let problem = PluginTrust.check(path, as: "library of binding `\(spec.name)`")
+                {
+                    guard allowInsecure else {
+                        skipped.append(SkippedBinding(name: spec.name, reason: problem.description))
+                        continue
+                    }
+                    report(.insecure(problem))
+                }
+                bound.append(function)
                 taken[spec.name] = "binding `\(spec.name)`"
             } catch {
                 skipped.append(SkippedBinding(name: spec.name, reason: error.description))

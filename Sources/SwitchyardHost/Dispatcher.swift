@@ -175,6 +175,7 @@ final class Dispatcher: @unchecked Sendable {
             maxResultSize: configuration.maxFrameSize - 64, bindings: bindings.isEmpty ? nil : bindings)
         config.memoryLimit = configuration.workerMemoryLimit
         config.cpuLimitSeconds = configuration.workerCPULimit
+        config.allowInsecurePlugins = configuration.allowInsecurePlugins ? true : nil
         return config
     }
 
@@ -725,11 +726,17 @@ final class Dispatcher: @unchecked Sendable {
         let source = configuration.plugins
         let executable = self.executable
         let environment = workerEnvironment
+        let (bindings, allowInsecure, logger) = (bindings, configuration.allowInsecurePlugins, logger)
         var probeConfig = workerConfig(workerID: -1, generation: 0, plugins: [])
         probeConfig.runSelfTests = true
         let config = probeConfig
         NIOThreadPool.singleton.runIfActive(eventLoop: loop) { () throws -> PluginProbe.Result in
             let files = try PluginDiscovery.files(for: source)
+            // The same trust rule as at start: an untrusted file refuses the reload.
+            try PluginTrust.enforce(
+                PluginTrust.problems(
+                    directory: try PluginDiscovery.directory(for: source), files: files, bindings: bindings),
+                allowInsecure: allowInsecure, logger: logger)
             var withFiles = config
             withFiles.plugins = files
             return try PluginProbe.run(files: files, executable: executable, environment: environment, config: withFiles)
@@ -1025,8 +1032,13 @@ final class Dispatcher: @unchecked Sendable {
         let serial = strategyLoads
         let executable = self.executable
         let environment = workerEnvironment
+        let (allowInsecure, logger) = (configuration.allowInsecurePlugins, logger)
         let work = NIOThreadPool.singleton.runIfActive(eventLoop: loop) {
             () throws -> (StrategyLibrary, StrategyProbe.Report, String) in
+            // The source, before it is copied: the copy is ours whoever wrote the source.
+            if let problem = PluginTrust.check(request.path, as: "strategy plugin") {
+                try PluginTrust.enforce([problem], allowInsecure: allowInsecure, logger: logger)
+            }
             let copy = try StrategyFiles.privateCopy(of: request.path, serial: serial)
             defer { StrategyFiles.remove(copy) }
             do {

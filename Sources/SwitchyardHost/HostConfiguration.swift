@@ -70,6 +70,11 @@ public struct HostConfiguration: Sendable {
     /// With `watchPlugins`, the quiet time after the last change before the
     /// reload starts, so that a burst of changes is one reload (default 250 ms).
     public var watchQuiet: TimeAmount = .milliseconds(250)
+    /// Load plugin files and directories (and strategy plugins, and libraries
+    /// of bindings) that someone other than root or the server's user could
+    /// have written (default false: such a file is refused, naming it and the
+    /// fix). For development only; each such file is logged as a warning.
+    public var allowInsecurePlugins = false
     /// Each worker's memory limit in bytes (RLIMIT_DATA: its heap and other
     /// private writable memory), from 32 MiB; default nil, no limit. A task
     /// whose worker runs out of memory fails with WORKER_LIMIT.

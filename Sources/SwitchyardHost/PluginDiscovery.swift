@@ -12,7 +12,7 @@ enum PluginDiscovery {
         case .directory(let directory):
             return try sharedObjects(in: directory, prefix: "")
         case .shipped:
-            let directory = URL(fileURLWithPath: try executablePath()).deletingLastPathComponent().path
+            let directory = try executableDirectory()
             let found = try sharedObjects(in: directory, prefix: shippedPrefix)
             if found.isEmpty {
                 throw ConfigurationError(
@@ -23,13 +23,21 @@ enum PluginDiscovery {
         }
     }
 
+    /// The directory whose plugin files `files(for:)` lists; nil for explicit files.
+    static func directory(for source: HostConfiguration.PluginSource) throws -> String? {
+        switch source {
+        case .files: nil
+        case .directory(let directory): directory
+        case .shipped: try executableDirectory()
+        }
+    }
+
     /// The name prefix of the shipped strategy plugins' files.
     static let shippedStrategyPrefix = "libswystrategy-"
 
     /// The shipped strategy plugins next to the executable (none is not an error).
     static func shippedStrategyFiles() -> [String] {
-        guard let executable = try? executablePath() else { return [] }
-        let directory = URL(fileURLWithPath: executable).deletingLastPathComponent().path
+        guard let directory = try? executableDirectory() else { return [] }
         return (try? sharedObjects(in: directory, prefix: shippedStrategyPrefix)) ?? []
     }
 
@@ -49,6 +57,10 @@ enum PluginDiscovery {
         return names.filter { $0.hasPrefix(prefix) && $0.hasSuffix(".so") }
             .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
             .map { base + "/" + $0 }
+    }
+
+    private static func executableDirectory() throws -> String {
+        URL(fileURLWithPath: try executablePath()).deletingLastPathComponent().path
     }
 
     /// This process's executable, from /proc/self/exe.

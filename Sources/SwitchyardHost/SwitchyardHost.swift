@@ -104,6 +104,7 @@ public final class SwitchyardHost: Service, Sendable {
     private func start(loop: EventLoop, watch: PluginWatch?) async throws {
         let configuration = configuration
         let pluginFiles = try PluginDiscovery.files(for: configuration.plugins)
+        try checkTrust(pluginFiles: pluginFiles)
         let executable = try configuration.workerExecutable ?? PluginDiscovery.executablePath()
         // Open the store first: a bad data dir fails here, before anything starts.
         var opened: (any TaskStore, [TaskRecord], TaskID)?
@@ -175,6 +176,29 @@ public final class SwitchyardHost: Service, Sendable {
         let handlers = try await loop.submit { dispatcher.status().handlers.map(\.name) }.get()
         logger.info(
             "listening on \(shown) with \(configuration.workers) workers; handlers: \(handlers.joined(separator: ", "))")
+    }
+
+    /// Refuses to start on a plugin directory or file, shipped strategy
+    /// plugin, or library of a binding given as a path that someone other
+    /// than root or the server's user could have written; with
+    /// `allowInsecurePlugins`, warns about each instead.
+    private func checkTrust(pluginFiles: [String]) throws {
+        if configuration.allowInsecurePlugins {
+            logger.warning(
+                "--allow-insecure-plugins: plugin trust checks are off; code that anyone could have written may be loaded and run as the server's user. For development only"
+            )
+        }
+        var problems = PluginTrust.problems(
+            directory: try PluginDiscovery.directory(for: configuration.plugins), files: pluginFiles,
+            bindings: configuration.bindings)
+        for file in PluginDiscovery.shippedStrategyFiles() {
+            if let problem = PluginTrust.check(file, as: "strategy plugin") { problems.append(problem) }
+        }
+        do {
+            try PluginTrust.enforce(problems, allowInsecure: configuration.allowInsecurePlugins, logger: logger)
+        } catch {
+            throw ConfigurationError(error.description)
+        }
     }
 
     private func shutdownAfterFailedStart(_ dispatcher: Dispatcher) async {

@@ -187,8 +187,14 @@ final class WorkerRuntime {
         errorMessage = nil
         // Names of plugin handlers stay theirs even in a worker where on_worker_start
         // failed, so a binding never answers for a handler in some workers only.
-        let (bound, skippedBindings) = BindingLoader.load(config.bindings ?? [], takenNames: owner) {
-            announceLoading(file: $0, handler: $1)
+        let (bound, skippedBindings) = BindingLoader.load(
+            config.bindings ?? [], takenNames: owner, allowInsecure: config.allowInsecurePlugins == true
+        ) { event in
+            switch event {
+            case .opening(let library, let marker): announceLoading(file: library, handler: marker)
+            case .insecure(let problem):
+                WorkerToHost.log(.warning, "loading despite --allow-insecure-plugins: \(problem.plain)").write(to: &output)
+            }
         }
         bindings = bound
         let loaded =

@@ -25,7 +25,7 @@ struct ServeConfigFile {
         case list
         /// A mapping of keys to scalars: `--key K=V` for each (`config`).
         case keyValues
-        /// true or false: `--key` or `--no-key` (`watch`).
+        /// true or false: `--key` or `--no-key` (`watch`, `allow-insecure-plugins`).
         case flag
     }
 
@@ -36,7 +36,7 @@ struct ServeConfigFile {
         "retry-max": .value, "retry-jitter": .value, "aging": .value, "keep-results": .value,
         "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-attempts": .value,
         "max-frame-size": .value, "shutdown-timeout": .value, "log-level": .value,
-        "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
+        "allow-insecure-plugins": .flag, "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
     ]
     static let bindingKeys = ["name", "library", "symbol", "signature"]
 

@@ -104,6 +104,14 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Flag(
+        inversion: .prefixedNo, exclusivity: .chooseLast,
+        help: """
+            Load plugin files and directories, strategy plugins and bound libraries that someone other than root \
+            or the server's user could have written (refused by default). For development only.
+            """)
+    var allowInsecurePlugins = false
+
     @Option(
         help: """
             Memory limit of each worker (RLIMIT_DATA), such as 512M or 2G (K, M, G: powers of 1024), at \
@@ -225,6 +233,7 @@ struct ServeCommand: AsyncParsableCommand {
         withStrategies.strategyFaultLimit = strategyFaultLimit
         withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
         withStrategies.watchPlugins = watch
+        withStrategies.allowInsecurePlugins = allowInsecurePlugins
         withStrategies.workerMemoryLimit = workerMemory.flatMap(ByteCount.parse)
         withStrategies.workerCPULimit = workerCpu
         withStrategies.workerEnvironment = workerEnv
