@@ -59,7 +59,7 @@ public final class SwitchyardHost: Service, Sendable {
         }
         if let memory = configuration.workerMemoryLimit, memory < Self.minimumWorkerMemory {
             throw ConfigurationError(
-                "the worker memory limit (--worker-memory) must be at least \(ByteCount.describe(Self.minimumWorkerMemory)), not \(ByteCount.describe(memory)): a worker needs about 10 MiB before it loads any plugin"
+                "the worker memory limit (--worker-memory) must be at least \(ByteCount.describe(Self.minimumWorkerMemory)), not \(ByteCount.describe(memory)): a worker uses about 6 MiB before it loads any plugin"
             )
         }
         if configuration.workerCPULimit == 0 {

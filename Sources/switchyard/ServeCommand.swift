@@ -169,7 +169,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--worker-memory takes a size such as 512M or 2G, not `\(workerMemory)`")
             }
             guard bytes >= SwitchyardHost.minimumWorkerMemory else {
-                throw ValidationError("--worker-memory must be at least 32M: a worker needs about 10 MiB before it loads any plugin")
+                throw ValidationError("--worker-memory must be at least 32M: a worker uses about 6 MiB before it loads any plugin")
             }
         }
         if workerCpu == 0 { throw ValidationError("--worker-cpu must be 1 or more seconds") }
