@@ -4,22 +4,25 @@ import Glibc
 import Musl
 #endif
 import Logging
+import NIOConcurrencyHelpers
 import SwitchyardCore
 
 /// A file the host would load code from that someone other than root or the
 /// server's user could have written. The description names the path at fault
 /// and the command that fixes it.
-public struct TrustProblem: Error, CustomStringConvertible, Sendable, Hashable {
+struct TrustProblem: Error, CustomStringConvertible, Sendable, Hashable {
     /// The file, or the directory above it, whose owner or mode is wrong.
-    public var path: String
-    public var description: String
+    var path: String
+    var description: String
 }
 
 /// The trust rule for code the host loads (plugin files and directories,
 /// strategy plugins, libraries of bindings), in the manner of sshd's
 /// StrictModes: the file, and every directory above it up to `/`, must be
 /// owned by root or the server's user and writable by neither group nor
-/// others; a directory above it (not the plugin directory itself) may be
+/// others; group write is accepted when the owner is the group's only member
+/// (Debian's sshd accepts it too: user-private groups and umask 002); a
+/// directory above the file (not the plugin directory itself) may be
 /// writable by others when it has the sticky bit, as `/tmp` has. Directories
 /// are checked both as the path is written and after symbolic links are
 /// resolved. See docs/SECURITY.md, "Plugin trust".
@@ -82,13 +85,16 @@ enum PluginTrust {
                     "\(kind) is owned by \(who(info.st_uid)), not by \(server): its owner can change \(isAncestor ? "what is in it" : "it") and so run code as the server's user. Fix: chown \(userName(uid) ?? "\(uid)") \(path) \(overrideHint)"
             )
         }
-        let writable = info.st_mode & (S_IWGRP | S_IWOTH)
+        var writable = info.st_mode & (S_IWGRP | S_IWOTH)
+        // Group write grants nothing when the owner is the group's only member
+        // (a user-private group, which umask 002 makes group-writable).
+        if writable & S_IWGRP != 0 && isPrivateGroup(info.st_gid, of: info.st_uid) { writable &= ~S_IWGRP }
         guard writable != 0 else { return nil }
         // A sticky directory above the file (like /tmp): others may add
         // entries but not rename or remove ours, which are checked on their own.
         if isAncestor && isDirectory && info.st_mode & S_ISVTX != 0 { return nil }
-        let who =
-            writable == S_IWGRP | S_IWOTH ? "group and others" : writable == S_IWGRP ? "its group" : "others"
+        let group = groupName(info.st_gid).map { "its group \($0)" } ?? "its group (gid \(info.st_gid))"
+        let who = writable == S_IWGRP | S_IWOTH ? "group and others" : writable == S_IWGRP ? group : "others"
         let mode = String(info.st_mode & 0o7777, radix: 8)
         let danger =
             !isDirectory
@@ -146,6 +152,54 @@ enum PluginTrust {
         defer { free(resolved) }
         return String(cString: resolved)
     }
+
+    /// Whether `owner` is the only member of group `gid`: the group's member
+    /// list names no one else, no other user has it as primary group, and the
+    /// owner is in it one way or the other (a group with no member at all is
+    /// typically a setgid program's, not a private one).
+    private static func isPrivateGroup(_ gid: gid_t, of owner: uid_t) -> Bool {
+        guard let ownerName = userName(owner) else { return false }
+        guard let listed = groupEntry(gid)?.members else { return false }
+        guard listed.allSatisfy({ $0 == ownerName }) else { return false }
+        let members = listed.count
+        // The password database is walked with one cursor per process: one walk at a time.
+        let primary: [uid_t]? = passwordWalk.withLock {
+            var users: [uid_t] = []
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            var text = [CChar](repeating: 0, count: 16 * 1024)
+            setpwent()
+            defer { endpwent() }
+            while true {
+                let code = getpwent_r(&entry, &text, text.count, &result)
+                if code == ENOENT || result == nil { return code == ENOENT || code == 0 ? users : nil }
+                guard code == 0 else { return nil }
+                if entry.pw_gid == gid { users.append(entry.pw_uid) }
+            }
+        }
+        guard let primary, primary.allSatisfy({ $0 == owner }) else { return false }
+        return members + primary.count > 0
+    }
+
+    private static let passwordWalk = NIOLock()
+
+    /// A group's name and the users its entry lists (not those who have it as primary group).
+    private static func groupEntry(_ gid: gid_t) -> (name: String, members: [String])? {
+        var group = Glibc.group()
+        var found: UnsafeMutablePointer<Glibc.group>?
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        guard getgrgid_r(gid, &group, &buffer, buffer.count, &found) == 0, found != nil, let name = group.gr_name
+        else { return nil }
+        var members: [String] = []
+        var cursor = group.gr_mem
+        while let member = cursor?.pointee {
+            members.append(String(cString: member))
+            cursor = cursor! + 1
+        }
+        return (String(cString: name), members)
+    }
+
+    private static func groupName(_ gid: gid_t) -> String? { groupEntry(gid)?.name }
 
     /// `alice (uid 1000)`, or `uid 1000` for a uid with no name.
     private static func who(_ uid: uid_t) -> String {
