@@ -44,6 +44,7 @@ var package = Package(
         .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The C ABI: one header in sdk/include, shared by the host and every plugin.
@@ -55,10 +56,15 @@ var package = Package(
             linkerSettings: [.linkedLibrary("crypto")]),
         // libffi (Debian's libffi-dev), for C functions bound as handlers without glue.
         .systemLibrary(name: "CLibFFI", path: "Sources/CLibFFI"),
-        // Wire codec, task model, scheduling state machines: no sockets, no processes.
+        // SHA-256 and a constant-time comparison through libcrypto, for the handshake's token checks.
+        .target(
+            name: "CSwitchyardDigest", path: "Sources/CSwitchyardDigest", cSettings: strictC,
+            linkerSettings: [.linkedLibrary("crypto")]),
+        // Wire codec, task model, scheduling and handshake state machines: no sockets, no processes.
         .target(
             name: "SwitchyardCore",
             dependencies: [
+                "CSwitchyardDigest",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
@@ -72,6 +78,7 @@ var package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -85,6 +92,8 @@ var package = Package(
                 "SwitchyardCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         // Write handler plugins in Swift without touching raw pointers.
@@ -142,7 +151,7 @@ var package = Package(
         .testTarget(
             name: "SwitchyardHostTests",
             dependencies: [
-                "SwitchyardHost", .product(name: "Logging", package: "swift-log"),
+                "SwitchyardHost", "SwitchyardCore", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),

@@ -1,4 +1,6 @@
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 import SwitchyardCore
 
 /// A request on its way: the message, where its answer goes, and an optional
@@ -7,6 +9,19 @@ struct OutboundRequest {
     var message: ClientMessage
     var promise: EventLoopPromise<ServerMessage>
     var onProgress: (@Sendable (UInt64, UInt64) -> Void)?
+}
+
+/// Why a connection closed, as its handler saw it, for requests written after
+/// (which never reach the handler).
+final class CloseReason: Sendable {
+    private let first = NIOLockedValueBox<SwitchyardError?>(nil)
+
+    /// Keeps the first reason given.
+    func record(_ error: SwitchyardError) {
+        first.withLockedValue { if $0 == nil { $0 = error } }
+    }
+
+    var error: SwitchyardError? { first.withLockedValue { $0 } }
 }
 
 /// Matches replies to requests by request id, so any number of requests can be
@@ -30,6 +45,11 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     /// The server's frame limit, from its HELLO_OK; a larger request is refused
     /// here, so it cannot cost the connection.
     private var maxFrameSize = Int(UInt32.max)
+    private let closeReason: CloseReason
+
+    init(closeReason: CloseReason) {
+        self.closeReason = closeReason
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         buffer = context.channel.allocator.buffer(capacity: 4096)
@@ -110,12 +130,23 @@ final class ClientChannelHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(.connection("connection error: \(error)"), context: context)
+        switch error {
+        case let error as SwitchyardError:
+            failAll(error, context: context)
+        case is NIOSSLError, is NIOSSLExtraError:
+            failAll(
+                .connection(
+                    "TLS failed: \(error); check that --tls-ca names the CA that signed the server's certificate, and that the certificate names the host you connect to"
+                ), context: context)
+        default:
+            failAll(.connection("connection error: \(error)"), context: context)
+        }
         context.close(promise: nil)
     }
 
     private func failAll(_ error: SwitchyardError, context: ChannelHandlerContext) {
         if closedError == nil { closedError = error }
+        closeReason.record(error)
         let all = pending
         pending.removeAll()
         for entry in all.values { entry.promise.fail(error) }

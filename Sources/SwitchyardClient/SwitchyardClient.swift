@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SwitchyardCore
 
 /// A connection to a Switchyard server.
@@ -13,48 +14,123 @@ import SwitchyardCore
 ///     try await client.close()
 public final class SwitchyardClient: Sendable {
     private let channel: Channel
+    /// Why the connection closed, once it has: what requests written after that fail with.
+    private let closeReason: CloseReason
     /// What the server said in its handshake.
     public let serverName: String
     public let protocolVersion: UInt16
     public let maxFrameSize: Int
 
-    private init(channel: Channel, serverName: String, protocolVersion: UInt16, maxFrameSize: Int) {
+    private init(
+        channel: Channel, closeReason: CloseReason, serverName: String, protocolVersion: UInt16, maxFrameSize: Int
+    ) {
         self.channel = channel
+        self.closeReason = closeReason
         self.serverName = serverName
         self.protocolVersion = protocolVersion
         self.maxFrameSize = maxFrameSize
     }
 
-    /// Connects and performs the version handshake.
+    /// Connects over plaintext TCP and performs the version handshake.
     public static func connect(
         to address: HostPort = .defaultServer,
         clientName: String = "switchyard-swift",
         eventLoopGroup: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> SwitchyardClient {
-        let channel: Channel
-        do {
-            channel = try await ClientBootstrap(group: eventLoopGroup)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1 << 30)), ClientChannelHandler())
-                    }
-                }
-                .connect(host: address.host, port: address.port).get()
-        } catch {
-            throw SwitchyardError.connection(
-                "cannot connect to \(address): \(error); is `switchyard serve` running there? (set --server or SWITCHYARD_SERVER)"
-            )
+        try await connect(to: .tcp(address), options: ConnectOptions(clientName: clientName), eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Connects, over TLS if `options.tls` says so, and performs the handshake,
+    /// presenting `options.token` to a server that authenticates clients.
+    ///
+    /// - Throws: `SwitchyardError`: without a code when the server cannot be
+    ///   reached or TLS fails; with the server's code when it refuses the
+    ///   handshake: AUTH_REQUIRED (no token), AUTH_FAILED (a wrong one),
+    ///   AUTH_LOCKED (this address failed too often; the message says how
+    ///   long to wait), TLS_REQUIRED (the server wants TLS: set `options.tls`),
+    ///   TLS_UNAVAILABLE (the server does not speak TLS: drop `options.tls`).
+    public static func connect(
+        to address: ServerAddress,
+        options: ConnectOptions,
+        eventLoopGroup: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> SwitchyardClient {
+        var token: String?
+        if case .tcp = address, let presented = options.token {
+            guard WireProtocol.tokenLengthRange.contains(presented.utf8.count) else {
+                throw SwitchyardError(
+                    code: .badRequest,
+                    message:
+                        "the token is \(presented.utf8.count) bytes; tokens are \(WireProtocol.tokenLengthRange.lowerBound)-\(WireProtocol.tokenLengthRange.upperBound) bytes (check the token file or SWITCHYARD_TOKEN)"
+                )
+            }
+            token = presented
         }
-        let reply = try await send(
-            .hello(minVersion: WireProtocol.minVersion, maxVersion: WireProtocol.maxVersion, clientName: clientName),
-            on: channel)
+        let closeReason = CloseReason()
+        let channel = try await openChannel(
+            to: address, tls: options.tls, closeReason: closeReason, eventLoopGroup: eventLoopGroup)
+        let reply: ServerMessage
+        do {
+            reply = try await send(
+                .hello(
+                    minVersion: WireProtocol.minVersion, maxVersion: WireProtocol.maxVersion,
+                    clientName: options.clientName, token: token),
+                on: channel, closeReason: closeReason)
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
         guard case .helloOK(let version, let maxFrame, let name) = reply else {
             channel.close(promise: nil)
             throw SwitchyardError.connection("the server answered HELLO with \(reply)")
         }
-        return SwitchyardClient(channel: channel, serverName: name, protocolVersion: version, maxFrameSize: Int(maxFrame))
+        return SwitchyardClient(
+            channel: channel, closeReason: closeReason, serverName: name, protocolVersion: version,
+            maxFrameSize: Int(maxFrame))
+    }
+
+    private static func openChannel(
+        to address: ServerAddress, tls: ClientTLS?, closeReason: CloseReason, eventLoopGroup: EventLoopGroup
+    ) async throws -> Channel {
+        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+        switch address {
+        case .unix(let path):
+            do {
+                return try await bootstrap.channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1 << 30)),
+                                ClientChannelHandler(closeReason: closeReason))
+                    }
+                }.connect(unixDomainSocketPath: path).get()
+            } catch {
+                throw SwitchyardError.connection(
+                    "cannot connect to the admin socket \(path): \(error); is `switchyard serve` running with that data dir, and are you its user?"
+                )
+            }
+        case .tcp(let hostPort):
+            let context = try tls?.makeContext()
+            let expectedName = tls?.expectedName(host: hostPort.host)
+            do {
+                return try await bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let pipeline = channel.pipeline.syncOperations
+                            if let context {
+                                try pipeline.addHandler(PlaintextServerDetector(address: hostPort.description))
+                                try pipeline.addHandler(NIOSSLClientHandler(context: context, serverHostname: expectedName))
+                            }
+                            try pipeline.addHandlers(
+                                ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: 1 << 30)),
+                                ClientChannelHandler(closeReason: closeReason))
+                        }
+                    }
+                    .connect(host: hostPort.host, port: hostPort.port).get()
+            } catch {
+                throw SwitchyardError.connection(
+                    "cannot connect to \(hostPort): \(error); is `switchyard serve` running there? (set --server or SWITCHYARD_SERVER)"
+                )
+            }
+        }
     }
 
     /// Runs a task and waits for its result.
@@ -258,18 +334,20 @@ public final class SwitchyardClient: Sendable {
     public func send(
         _ message: ClientMessage, onProgress: (@Sendable (UInt64, UInt64) -> Void)? = nil
     ) async throws -> ServerMessage {
-        try await Self.send(message, on: channel, onProgress: onProgress)
+        try await Self.send(message, on: channel, closeReason: closeReason, onProgress: onProgress)
     }
 
     private static func send(
-        _ message: ClientMessage, on channel: Channel, onProgress: (@Sendable (UInt64, UInt64) -> Void)? = nil
+        _ message: ClientMessage, on channel: Channel, closeReason: CloseReason,
+        onProgress: (@Sendable (UInt64, UInt64) -> Void)? = nil
     ) async throws -> ServerMessage {
         let promise = channel.eventLoop.makePromise(of: ServerMessage.self)
         // A write on a closed channel never reaches the handler, which would
         // leave the request unanswered forever: fail it from the write's promise.
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
-            promise.fail(SwitchyardError.connection("the connection to the server is closed (\(error))"))
+            // The handler saw why it closed (e.g. the server's ERROR before it closed): say that.
+            promise.fail(closeReason.error ?? SwitchyardError.connection("the connection to the server is closed (\(error))"))
         }
         channel.writeAndFlush(OutboundRequest(message: message, promise: promise, onProgress: onProgress), promise: written)
         let reply = try await promise.futureResult.get()

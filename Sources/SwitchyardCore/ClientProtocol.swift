@@ -24,6 +24,10 @@ public enum WireProtocol {
     public static let keyLengthRange: ClosedRange<Int> = 1...255
     /// The values the LIST_TASKS limit may take.
     public static let listLimitRange: ClosedRange<Int> = 1...1000
+    /// The HELLO extension that carries the client's token (`serve --auth`).
+    public static let tokenExtension = "token"
+    /// Byte lengths (UTF-8) a token may have, in the auth file and in HELLO.
+    public static let tokenLengthRange: ClosedRange<Int> = 16...1024
 }
 
 /// SUBMIT option tags (a tag-length-value list; unknown tags are rejected, never ignored).
@@ -168,7 +172,9 @@ extension TaskListQuery {
 
 /// A frame from a client to the server.
 public enum ClientMessage: Sendable, Hashable {
-    case hello(minVersion: UInt16, maxVersion: UInt16, clientName: String)
+    /// The handshake; `token` goes in the HELLO extension `token` (servers
+    /// that authenticate need it; others ignore it).
+    case hello(minVersion: UInt16, maxVersion: UInt16, clientName: String, token: String? = nil)
     case submit(SubmitRequest)
     case taskStatus(TaskID)
     case serverStatus
@@ -224,15 +230,28 @@ public enum ClientMessage: Sendable, Hashable {
             let maxVersion = try body.readField("max_version", as: UInt16.self)
             let name = try body.readShortString("client_name")
             let extensions = try body.readField("extension_count", as: UInt16.self)
+            var token: String?
             for _ in 0..<extensions {
-                _ = try body.readShortString("extension_key")
+                let key = try body.readShortString("extension_key")
                 let length = try body.readField("extension_length", as: UInt32.self)
-                guard body.readSlice(length: Int(length)) != nil else {
+                guard var value = body.readSlice(length: Int(length)) else {
                     throw ProtocolError(.badFrame, "frame body ends inside the field `extension_value`")
                 }
+                // Unknown extensions are ignored, so clients can offer what older servers do not know.
+                guard key == WireProtocol.tokenExtension else { continue }
+                guard token == nil else {
+                    throw ProtocolError(.badRequest, "HELLO gives the extension `token` twice; give it once")
+                }
+                guard WireProtocol.tokenLengthRange.contains(value.readableBytes) else {
+                    throw ProtocolError(
+                        .badRequest,
+                        "HELLO token is \(value.readableBytes) bytes; tokens are \(WireProtocol.tokenLengthRange.lowerBound)-\(WireProtocol.tokenLengthRange.upperBound) bytes"
+                    )
+                }
+                token = try value.readUTF8("token", length: value.readableBytes)
             }
             try body.expectEnd("HELLO")
-            self = .hello(minVersion: minVersion, maxVersion: maxVersion, clientName: name)
+            self = .hello(minVersion: minVersion, maxVersion: maxVersion, clientName: name, token: token)
         case .submit:
             self = .submit(try Self.readSubmit(flags: frame.flags, body: &body))
         case .taskStatus:
@@ -362,11 +381,18 @@ public enum ClientMessage: Sendable, Hashable {
     /// Appends this message as one frame.
     public func write(requestID: UInt32, to buffer: inout ByteBuffer) {
         switch self {
-        case .hello(let minVersion, let maxVersion, let clientName):
+        case .hello(let minVersion, let maxVersion, let clientName, let token):
             Frame.write(type: .hello, requestID: requestID, to: &buffer) { body in
                 body.writeMultipleIntegers(WireProtocol.magic, minVersion, maxVersion)
                 body.writeShortString(clientName)
-                body.writeInteger(UInt16(0))
+                guard let token else {
+                    body.writeInteger(UInt16(0))
+                    return
+                }
+                body.writeInteger(UInt16(1))
+                body.writeShortString(WireProtocol.tokenExtension)
+                body.writeInteger(UInt32(token.utf8.count))
+                body.writeString(token)
             }
         case .submit(let submit):
             ClientMessage.writeSubmit(submit, requestID: requestID, to: &buffer)

@@ -45,6 +45,23 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let reloadFailed = ErrorCode(rawValue: 42)
     /// The connection has too many requests in flight.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
+    /// HELLO carried no token, or a request came after a failed HELLO, on a
+    /// server that authenticates clients (`serve --auth`). Connection closed.
+    public static let authRequired = ErrorCode(rawValue: 50)
+    /// HELLO's token matches none the server has. The connection stays open
+    /// for another HELLO until the address's failure limit, then it is closed.
+    public static let authFailed = ErrorCode(rawValue: 51)
+    /// Too many failed authentications from this address: it is refused for a
+    /// while (the message says how long). Connection closed.
+    public static let authLocked = ErrorCode(rawValue: 52)
+    /// The request needs a role this connection does not have (RELOAD,
+    /// STRATEGY_SET and STRATEGY_LOAD need admin; a submit token may cancel
+    /// only its own tasks). Connection stays open.
+    public static let forbidden = ErrorCode(rawValue: 53)
+    /// A plaintext client reached a server that requires TLS. Connection closed.
+    public static let tlsRequired = ErrorCode(rawValue: 54)
+    /// A TLS client reached a server (or the admin socket) that does not speak TLS. Connection closed.
+    public static let tlsUnavailable = ErrorCode(rawValue: 55)
     /// A bug in the server; the message says what.
     public static let internalError = ErrorCode(rawValue: 99)
 
@@ -69,10 +86,23 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .strategyRefused: "STRATEGY_REFUSED"
         case .reloadFailed: "RELOAD_FAILED"
         case .tooManyRequests: "TOO_MANY_REQUESTS"
+        case .authRequired: "AUTH_REQUIRED"
+        case .authFailed: "AUTH_FAILED"
+        case .authLocked: "AUTH_LOCKED"
+        case .forbidden: "FORBIDDEN"
+        case .tlsRequired: "TLS_REQUIRED"
+        case .tlsUnavailable: "TLS_UNAVAILABLE"
         case .internalError: "INTERNAL"
         default: "ERROR_\(rawValue)"
         }
     }
 
     public var description: String { name }
+
+    /// Errors after which the server closes the connection: the byte stream
+    /// cannot be trusted any more, or the client may not go on.
+    public var closesConnection: Bool {
+        self == .badFrame || self == .frameTooLarge || self == .unsupportedVersion || self == .handshakeRequired
+            || self == .authRequired || self == .authLocked || self == .tlsRequired || self == .tlsUnavailable
+    }
 }

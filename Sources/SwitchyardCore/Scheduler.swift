@@ -134,10 +134,13 @@ public struct TaskSubmission: Sendable {
     public var timeoutMillis: UInt32?
     /// When it may first run; nil or not after `now` for at once.
     public var runAt: EpochMillis?
+    /// Who submits it (`TaskRecord.submitter`).
+    public var submitter: String?
 
     public init(
         handler: HandlerID, handlerName: String, payload: ByteBuffer, priority: Int32 = 0, key: String? = nil,
-        uniqueKey: String? = nil, maxAttempts: UInt32? = nil, timeoutMillis: UInt32? = nil, runAt: EpochMillis? = nil
+        uniqueKey: String? = nil, maxAttempts: UInt32? = nil, timeoutMillis: UInt32? = nil, runAt: EpochMillis? = nil,
+        submitter: String? = nil
     ) {
         self.handler = handler
         self.handlerName = handlerName
@@ -148,6 +151,7 @@ public struct TaskSubmission: Sendable {
         self.maxAttempts = maxAttempts
         self.timeoutMillis = timeoutMillis
         self.runAt = runAt
+        self.submitter = submitter
     }
 }
 
@@ -364,7 +368,7 @@ public struct Scheduler<Waiter> {
             key: submission.key, uniqueKey: submission.uniqueKey, state: scheduled ? .scheduled : .queued,
             attempts: 0, maxAttempts: submission.maxAttempts ?? configuration.defaultMaxAttempts,
             timeoutMillis: submission.timeoutMillis ?? configuration.defaultTimeoutMillis,
-            runAt: max(runAt, now), createdAt: now)
+            runAt: max(runAt, now), createdAt: now, submitter: submission.submitter)
         live.insert(LiveTask(record: record, handler: submission.handler, waiters: waiter.map { [$0] } ?? []), id: id)
         if let unique = submission.uniqueKey { uniqueKeys[unique] = id }
         if scheduled {

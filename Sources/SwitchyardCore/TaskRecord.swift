@@ -7,7 +7,8 @@ public typealias EpochMillis = Int64
 /// A task as a store keeps it: everything needed to run it again after a
 /// restart, and everything `task ID` shows.
 ///
-/// The fields a queued task rarely has (keys, an error message, a result) live
+/// The fields a queued task rarely has (keys, an error message, a result, its
+/// submitter on a server with --auth) live
 /// in one shared box that exists only once one of them is set, so a queued task
 /// is 112 bytes instead of 200 (issue 7, workload (f)).
 public struct TaskRecord: Sendable, Hashable {
@@ -51,13 +52,23 @@ public struct TaskRecord: Sendable, Hashable {
         get { rare?.fields.result }
         set { updateRare { $0.result = newValue } }
     }
+    /// Who submitted it (`ClientIdentity.name`): a token's fingerprint, `local`
+    /// for the admin socket, nil when the server authenticated no one. A
+    /// client with the submit role may cancel only tasks stamped with its name.
+    public var submitter: String? {
+        get { rare?.fields.submitter }
+        set { updateRare { $0.submitter = newValue } }
+    }
 
     private struct RareFields: Sendable, Hashable {
         var key: String?
         var uniqueKey: String?
         var errorMessage: String?
         var result: ByteBuffer?
-        var isEmpty: Bool { key == nil && uniqueKey == nil && errorMessage == nil && result == nil }
+        var submitter: String?
+        var isEmpty: Bool {
+            key == nil && uniqueKey == nil && errorMessage == nil && result == nil && submitter == nil
+        }
     }
 
     /// Immutable, so copies of a record share it safely; a change makes a new one.
@@ -95,7 +106,7 @@ public struct TaskRecord: Sendable, Hashable {
         uniqueKey: String? = nil, state: TaskState = .queued, attempts: UInt32 = 0, maxAttempts: UInt32 = 1,
         timeoutMillis: UInt32 = 0, runAt: EpochMillis = 0, createdAt: EpochMillis = 0, startedAt: EpochMillis = 0,
         finishedAt: EpochMillis = 0, errorCode: ErrorCode? = nil, errorMessage: String? = nil,
-        result: ByteBuffer? = nil
+        result: ByteBuffer? = nil, submitter: String? = nil
     ) {
         self.id = id
         self.handler = handler
@@ -110,7 +121,8 @@ public struct TaskRecord: Sendable, Hashable {
         self.startedAt = startedAt
         self.finishedAt = finishedAt
         self.errorCode = errorCode
-        let rare = RareFields(key: key, uniqueKey: uniqueKey, errorMessage: errorMessage, result: result)
+        let rare = RareFields(
+            key: key, uniqueKey: uniqueKey, errorMessage: errorMessage, result: result, submitter: submitter)
         self.rare = rare.isEmpty ? nil : Rare(rare)
     }
 }

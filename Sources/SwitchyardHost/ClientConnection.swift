@@ -9,14 +9,18 @@ final class ClientConnection: ChannelInboundHandler {
 
     private let dispatcher: Dispatcher
     private(set) var link: OutboundLink!
-    private var greeted = false
+    /// Until the client is established; then nil, and `identity` says who it is.
+    private var handshake: ServerHandshake?
+    /// Who the client is, once the handshake is done.
+    private(set) var identity: ClientIdentity?
     /// False once the channel closed: replies to it are dropped.
     private(set) var isOpen = true
     let remote: String
 
-    init(dispatcher: Dispatcher, remote: String) {
+    init(dispatcher: Dispatcher, remote: String, peer: ServerHandshake.Peer) {
         self.dispatcher = dispatcher
         self.remote = remote
+        self.handshake = ServerHandshake(settings: dispatcher.handshakeSettings, peer: peer, throttle: dispatcher.authThrottle)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -40,6 +44,7 @@ final class ClientConnection: ChannelInboundHandler {
 
     private func receive(_ frame: Frame) {
         guard isOpen else { return }
+        guard let identity else { return greet(frame) }
         let message: ClientMessage
         do {
             message = try ClientMessage(frame: frame)
@@ -50,30 +55,40 @@ final class ClientConnection: ChannelInboundHandler {
             fail(ProtocolError(.internalError, "\(error)"), requestID: frame.requestID)
             return
         }
-        guard greeted else {
-            guard case .hello(let minVersion, let maxVersion, _) = message else {
-                fail(
-                    ProtocolError(
-                        .handshakeRequired, "the first frame must be HELLO, not \(frame.type); see docs/PROTOCOL.md"),
-                    requestID: frame.requestID)
-                return
-            }
-            let version = min(maxVersion, WireProtocol.maxVersion)
-            guard version >= minVersion, version >= WireProtocol.minVersion else {
-                fail(
-                    ProtocolError(
-                        .unsupportedVersion,
-                        "client speaks protocol versions \(minVersion)-\(maxVersion); this server speaks \(WireProtocol.minVersion)-\(WireProtocol.maxVersion)"
-                    ), requestID: frame.requestID)
-                return
-            }
-            greeted = true
-            send(
-                .helloOK(version: version, maxFrameSize: UInt32(dispatcher.configuration.maxFrameSize), serverName: dispatcher.serverName),
-                requestID: frame.requestID)
+        if let refusal = identity.refusal(for: message) {
+            dispatcher.logger.notice(
+                "refused a request the client's role does not allow",
+                metadata: ["client": "\(remote)", "identity": "\(identity)", "request": "\(frame.type)"])
+            fail(refusal, requestID: frame.requestID)
             return
         }
         dispatcher.handle(message, requestID: frame.requestID, from: self)
+    }
+
+    /// Feeds a frame to the handshake and carries out its step.
+    private func greet(_ frame: Frame) {
+        switch handshake!.receive(frame, now: Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000)) {
+        case .reply(let reply):
+            if case .error(let code, _, let message) = reply {
+                dispatcher.logger.notice(
+                    "handshake refused", metadata: ["client": "\(remote)", "code": "\(code)", "reason": "\(message)"])
+            }
+            send(reply, requestID: frame.requestID)
+        case .close(let reply):
+            if case .error(let code, _, let message) = reply {
+                fail(ProtocolError(code, message), requestID: frame.requestID, closing: true)
+            } else {
+                send(reply, requestID: frame.requestID)
+                close()
+            }
+        case .established(let welcome, let identity):
+            self.identity = identity
+            handshake = nil
+            if identity.name != nil {
+                dispatcher.logger.debug("client authenticated", metadata: ["client": "\(remote)", "identity": "\(identity)"])
+            }
+            send(welcome, requestID: frame.requestID)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -99,10 +114,10 @@ final class ClientConnection: ChannelInboundHandler {
         dispatcher.markDirty(link)
     }
 
-    /// Replies with an error; errors that break the stream also close the connection.
-    func fail(_ error: ProtocolError, requestID: UInt32) {
+    /// Replies with an error; errors that break the stream (or `closing`) also close the connection.
+    func fail(_ error: ProtocolError, requestID: UInt32, closing: Bool = false) {
         send(.error(error.code, taskID: 0, message: error.message), requestID: requestID)
-        if error.code.closesConnection {
+        if closing || error.code.closesConnection {
             dispatcher.logger.info(
                 "closing connection after a protocol error",
                 metadata: ["client": "\(remote)", "code": "\(error.code)", "reason": "\(error.message)"])
@@ -117,12 +132,5 @@ final class ClientConnection: ChannelInboundHandler {
         link.flush()
         isOpen = false
         link.channel.close(promise: nil)
-    }
-}
-
-extension ErrorCode {
-    /// Errors after which the byte stream cannot be trusted: the server closes the connection.
-    public var closesConnection: Bool {
-        self == .badFrame || self == .frameTooLarge || self == .unsupportedVersion || self == .handshakeRequired
     }
 }

@@ -140,6 +140,10 @@ final class Dispatcher: @unchecked Sendable {
     private var loggedLibraries: Set<[String]> = []
     /// Why a worker was killed on purpose, to report when it is reaped.
     private var killedForTimeout: [Int: (task: TaskID, timeoutMillis: UInt32)] = [:]
+    /// What every connection's handshake checks and says.
+    let handshakeSettings: ServerHandshake.Settings
+    /// Failed authentications per address, shared by every connection's handshake.
+    let authThrottle: AuthThrottle
 
     init(loop: EventLoop, configuration: HostConfiguration, logger: Logger, executable: String, pluginFiles: [String]) {
         self.loop = loop
@@ -154,6 +158,9 @@ final class Dispatcher: @unchecked Sendable {
             logger.info("plugin \(file): sha256 \(pluginHashes[file] ?? "unreadable")")
         }
         self.serverName = "switchyard/\(SwitchyardHost.version)"
+        self.handshakeSettings = ServerHandshake.Settings(
+            tokens: configuration.auth?.tokens, serverName: serverName, maxFrameSize: UInt32(configuration.maxFrameSize))
+        self.authThrottle = AuthThrottle(policy: configuration.auth?.throttle ?? AuthThrottle.Policy())
         self.scheduler = Scheduler(
             configuration: SchedulerConfiguration(
                 prefetch: configuration.prefetch, defaultMaxAttempts: configuration.defaultMaxAttempts,
@@ -592,7 +599,7 @@ final class Dispatcher: @unchecked Sendable {
         let submission = TaskSubmission(
             handler: handler, handlerName: request.handler, payload: request.payload, priority: request.priority,
             key: request.key, uniqueKey: request.uniqueKey, maxAttempts: request.maxAttempts,
-            timeoutMillis: request.timeoutMillis, runAt: runAt)
+            timeoutMillis: request.timeoutMillis, runAt: runAt, submitter: connection.identity?.name)
         switch scheduler.submit(submission, waiter: waiter, now: now) {
         case .created(let id), .existing(let id):
             if request.background { acknowledge(id, requestID: requestID, connection: connection) }
@@ -650,7 +657,30 @@ final class Dispatcher: @unchecked Sendable {
         }
     }
 
+    /// Cancels for an admin at once; for anyone else, after checking that the
+    /// task is theirs (FORBIDDEN if not).
     private func cancel(_ id: TaskID, requestID: UInt32, from connection: ClientConnection) {
+        guard let identity = connection.identity, identity.role != .admin else {
+            return cancelNow(id, requestID: requestID, from: connection)
+        }
+        withRecord(id, requestID: requestID, connection: connection) { [self] record in
+            guard identity.mayCancel(taskSubmittedBy: record.submitter) else {
+                logger.notice(
+                    "refused to cancel a task for a client that did not submit it",
+                    metadata: ["client": "\(connection.remote)", "identity": "\(identity)", "task": "\(id)"])
+                connection.send(
+                    .error(
+                        .forbidden, taskID: id,
+                        message:
+                            "task \(id) was submitted by another client; with the \(identity.role) role you may cancel only the tasks you submitted: use an admin token, or the server's admin socket on its machine (--server unix:DATA_DIR/switchyard.sock)"
+                    ), requestID: requestID)
+                return
+            }
+            cancelNow(id, requestID: requestID, from: connection)
+        }
+    }
+
+    private func cancelNow(_ id: TaskID, requestID: UInt32, from connection: ClientConnection) {
         switch scheduler.cancel(id, now: wallMillis()) {
         case .cancelled(let record, let waiters):
             logger.info("task \(id) cancelled while \(record.state == .cancelled ? "waiting" : "\(record.state)")")

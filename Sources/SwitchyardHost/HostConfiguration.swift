@@ -87,6 +87,21 @@ public struct HostConfiguration: Sendable {
     /// `WorkerEnvironment` (PATH, HOME, LANG, LC_*, TZ, TMPDIR, ...): names, or
     /// prefixes ending in `*` (default none).
     public var workerEnvironment: [String] = []
+    /// Client authentication (`serve --auth FILE`): the tokens and the failure
+    /// throttle. Default nil: no one is authenticated, every TCP client may do
+    /// everything, and the host listens only on a loopback address unless
+    /// `allowInsecure`.
+    public var auth: AuthConfiguration?
+    /// Allows listening on an address other than loopback without `auth`
+    /// (`serve --insecure`; default false: such a start is refused).
+    public var allowInsecure = false
+    /// TLS for the TCP listener (`serve --tls-cert`/`--tls-key`); default nil:
+    /// plaintext. A server with TLS answers a plaintext client TLS_REQUIRED.
+    public var tls: TLSFiles?
+    /// A Unix socket (mode 0600) on which clients are admins without a token
+    /// (`serve` puts it in its data dir: `DATA_DIR/switchyard.sock`). Always
+    /// plaintext. Default nil: none.
+    public var adminSocket: String?
 
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {
@@ -143,6 +158,32 @@ public struct HostConfiguration: Sendable {
         self.retry = retry
         self.aging = aging
         self.keepResults = keepResults
+    }
+}
+
+extension HostConfiguration {
+    /// Why the host must not listen as configured, or nil: an address other
+    /// than loopback without `auth` needs `allowInsecure`.
+    public func exposureProblem() -> String? {
+        guard auth == nil, !allowInsecure, !Self.isLoopback(host) else { return nil }
+        return "refusing to listen on \(host) without authentication: anyone who can reach it could submit tasks, reload plugins and load strategies. Give --auth FILE (lines of `role:token`; see docs/SECURITY.md), listen on 127.0.0.1, or pass --insecure to allow it anyway"
+    }
+
+    /// Whether `host` names only loopback addresses (127.0.0.0/8, ::1, `localhost`).
+    public static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" { return true }
+        let addresses: [SocketAddress]
+        if let literal = try? SocketAddress(ipAddress: host, port: 0) {
+            addresses = [literal]
+        } else if let resolved = try? SocketAddress.makeAddressResolvingHost(host, port: 0) {
+            addresses = [resolved]
+        } else {
+            return false
+        }
+        return addresses.allSatisfy { address in
+            guard let ip = address.ipAddress else { return false }
+            return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import SwitchyardCore
 
@@ -27,6 +28,7 @@ public final class SwitchyardHost: Service, Sendable {
     private struct State {
         var dispatcher: Dispatcher?
         var serverChannel: Channel?
+        var adminChannel: Channel?
         var localAddress: SocketAddress?
         var watch: PluginWatch?
     }
@@ -69,6 +71,7 @@ public final class SwitchyardHost: Service, Sendable {
             throw ConfigurationError(
                 "--worker-env takes a variable name (letters, digits and _) or a prefix ending in *, not `\(pattern)`")
         }
+        if let problem = configuration.exposureProblem() { throw ConfigurationError(problem) }
         let loop = group.next()
         // Watch before listing the directory, so no change after the listing is missed.
         let watch = try configuration.watchPlugins ? startWatching(loop: loop) : nil
@@ -138,28 +141,18 @@ public final class SwitchyardHost: Service, Sendable {
             throw ConfigurationError("--strategy: \(error.message)")
         }
 
-        let maxFrameSize = configuration.maxFrameSize
+        var listening: Channel?
         let channel: Channel
+        var adminChannel: Channel?
         do {
-            channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                .childChannelOption(.maxMessagesPerRead, value: 16)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
-                        try channel.pipeline.syncOperations.addHandlers(
-                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrameSize)),
-                            ClientConnection(dispatcher: dispatcher, remote: remote))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
+            let tls = try configuration.tls?.makeServerContext()
+            channel = try await listen(dispatcher: dispatcher, tls: tls)
+            listening = channel
+            if let path = configuration.adminSocket { adminChannel = try await listenLocally(at: path, dispatcher: dispatcher) }
         } catch {
+            try? await listening?.close()
             await shutdownAfterFailedStart(dispatcher)
-            throw ConfigurationError(
-                "cannot listen on \(configuration.host):\(configuration.port): \(error); pick another address with --listen HOST:PORT"
-            )
+            throw error
         }
         let address = channel.localAddress!
         let shown = "\(address.ipAddress ?? configuration.host):\(address.port ?? configuration.port)"
@@ -171,8 +164,10 @@ public final class SwitchyardHost: Service, Sendable {
         }.get()
         state.withLockedValue {
             $0.serverChannel = channel
+            $0.adminChannel = adminChannel
             $0.localAddress = address
         }
+        logAccess(adminChannel: adminChannel)
         let handlers = try await loop.submit { dispatcher.status().handlers.map(\.name) }.get()
         logger.info(
             "listening on \(shown) with \(configuration.workers) workers; handlers: \(handlers.joined(separator: ", "))")
@@ -198,6 +193,90 @@ public final class SwitchyardHost: Service, Sendable {
             try PluginTrust.enforce(problems, allowInsecure: configuration.allowInsecurePlugins, logger: logger)
         } catch {
             throw ConfigurationError(error.description)
+        }
+    }
+
+    /// Binds the TCP listener; each connection starts with the TLS sniffer.
+    private func listen(dispatcher: Dispatcher, tls: NIOSSLContext?) async throws -> Channel {
+        let configuration = configuration
+        let maxFrameSize = configuration.maxFrameSize
+        let logger = logger
+        do {
+            return try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
+                        let ip = channel.remoteAddress?.ipAddress ?? remote
+                        try channel.pipeline.syncOperations.addHandlers(
+                            TransportSniffer(tls: tls, logger: logger, remote: remote),
+                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrameSize)),
+                            ClientConnection(dispatcher: dispatcher, remote: remote, peer: .network(ip)))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            throw ConfigurationError(
+                "cannot listen on \(configuration.host):\(configuration.port): \(error); pick another address with --listen HOST:PORT"
+            )
+        }
+    }
+
+    /// Binds the admin socket (mode 0600, plaintext): its clients are admins without a token.
+    private func listenLocally(at path: String, dispatcher: Dispatcher) async throws -> Channel {
+        let maxFrameSize = configuration.maxFrameSize
+        let logger = logger
+        try await AdminSocket.prepare(path, group: group)
+        let channel: Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 64)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            TransportSniffer(tls: nil, logger: logger, remote: "admin socket"),
+                            ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrameSize)),
+                            ClientConnection(dispatcher: dispatcher, remote: "admin socket", peer: .local))
+                    }
+                }
+                .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        } catch {
+            throw ConfigurationError(
+                "cannot listen on the admin socket \(path): \(error); choose a shorter or writable path (serve --data-dir DIR)")
+        }
+        do {
+            try AdminSocket.restrict(path)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return channel
+    }
+
+    /// Says at start who may do what: the log line the operator checks.
+    private func logAccess(adminChannel: Channel?) {
+        let configuration = configuration
+        if let auth = configuration.auth {
+            logger.info(
+                "clients authenticate: \(auth.tokens.count(.admin)) admin and \(auth.tokens.count(.submit)) submit tokens; \(auth.throttle.maxFailures) failures from an address bar it for \(auth.throttle.penaltyMillis / 1000) s, doubling"
+            )
+        } else if HostConfiguration.isLoopback(configuration.host) {
+            logger.notice(
+                "no auth file (--auth): clients are not authenticated and may do everything, so the server binds a loopback address only (\(configuration.host))"
+            )
+        } else {
+            logger.warning(
+                "no auth file (--auth) and --insecure: anyone who can reach \(configuration.host) may submit tasks, reload plugins and load strategies; give --auth FILE (docs/SECURITY.md)"
+            )
+        }
+        if let tls = configuration.tls {
+            logger.info("TCP clients must use TLS (certificate \(tls.certificateChain))")
+        }
+        if let path = configuration.adminSocket, adminChannel != nil {
+            logger.info("admin socket \(path) (mode 0600, plaintext): its clients are admins without a token")
         }
     }
 
@@ -257,6 +336,7 @@ public final class SwitchyardHost: Service, Sendable {
         let (dispatcher, channel) = state.withLockedValue { ($0.dispatcher, $0.serverChannel) }
         guard let dispatcher else { return }
         try? await channel?.close()
+        await closeAdminSocket()
         dispatcher.loop.execute { dispatcher.beginShutdown() }
         try await dispatcher.stopped.futureResult.get()
         stopWatching()
@@ -270,11 +350,20 @@ public final class SwitchyardHost: Service, Sendable {
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await dispatcher.stopped.futureResult.get()
         } onCancelOrGracefulShutdown: { [self] in
-            let channel = state.withLockedValue { $0.serverChannel }
+            let (channel, admin) = state.withLockedValue { ($0.serverChannel, $0.adminChannel) }
             channel?.close(promise: nil)
+            admin?.close(promise: nil)
             dispatcher.loop.execute { dispatcher.beginShutdown() }
         }
         stopWatching()
+        await closeAdminSocket()
         try await group.shutdownGracefully()
+    }
+
+    /// Stops listening on the admin socket and removes its file.
+    private func closeAdminSocket() async {
+        guard let channel = state.withLockedValue({ $0.adminChannel }), let path = configuration.adminSocket else { return }
+        try? await channel.close()
+        AdminSocket.remove(path)
     }
 }

@@ -59,7 +59,13 @@ struct BenchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let address = try connection.address()
+        guard case .tcp(let address) = try connection.address() else {
+            throw ValidationError("bench speaks plain TCP only: give --server HOST:PORT, not a Unix socket")
+        }
+        if connection.tls != nil {
+            throw ValidationError("bench speaks plain TCP only: benchmark a server without --tls-cert (unset --tls-ca and SWITCHYARD_TLS_CA)")
+        }
+        let token = try connection.token()
         var payload = ByteBuffer()
         if let text = self.payload {
             payload.writeString(text)
@@ -72,7 +78,7 @@ struct BenchCommand: AsyncParsableCommand {
         // One client thread: the server and its workers need the other cores.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
-            try await measure(address: address, payload: payload, group: group)
+            try await measure(address: address, token: token, payload: payload, group: group)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -80,7 +86,7 @@ struct BenchCommand: AsyncParsableCommand {
         try? await group.shutdownGracefully()
     }
 
-    private func measure(address: HostPort, payload: ByteBuffer, group: EventLoopGroup) async throws {
+    private func measure(address: HostPort, token: String?, payload: ByteBuffer, group: EventLoopGroup) async throws {
         let progress = NIOLockedValueBox(0)
         let quotas = (0..<connections).map { tasks / connections + ($0 < tasks % connections ? 1 : 0) }
         let windows = (0..<connections).map { concurrency / connections + ($0 < concurrency % connections ? 1 : 0) }
@@ -93,7 +99,7 @@ struct BenchCommand: AsyncParsableCommand {
         for index in 0..<connections where quotas[index] > 0 {
             let run = BenchRun(
                 handler: handler, payload: payload, background: background, quota: quotas[index],
-                window: windows[index], verifyEcho: handler == "echo" && !background, progress: progress)
+                window: windows[index], verifyEcho: handler == "echo" && !background, progress: progress, token: token)
             let channel: Channel
             do {
                 channel = try await ClientBootstrap(group: group)
@@ -179,6 +185,8 @@ final class BenchRun: @unchecked Sendable {
     let window: Int
     let verifyEcho: Bool
     let progress: NIOLockedValueBox<Int>
+    /// Presented in HELLO to a server with --auth.
+    let token: String?
     var done: EventLoopPromise<Void>!
     var sent = 0
     var completed = 0
@@ -191,8 +199,9 @@ final class BenchRun: @unchecked Sendable {
 
     init(
         handler: String, payload: ByteBuffer, background: Bool, quota: Int, window: Int, verifyEcho: Bool,
-        progress: NIOLockedValueBox<Int>
+        progress: NIOLockedValueBox<Int>, token: String?
     ) {
+        self.token = token
         self.handler = handler
         self.payload = payload
         self.background = background
@@ -222,7 +231,8 @@ final class BenchHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        ClientMessage.hello(minVersion: 1, maxVersion: 1, clientName: "switchyard-bench").write(requestID: 0, to: &out)
+        ClientMessage.hello(minVersion: 1, maxVersion: 1, clientName: "switchyard-bench", token: run.token)
+            .write(requestID: 0, to: &out)
         flush(context)
     }
 
@@ -233,7 +243,8 @@ final class BenchHandler: ChannelInboundHandler {
     private func receive(_ frame: Frame, context: ChannelHandlerContext) {
         if !greeted {
             guard frame.type == .helloOK else {
-                run.done.fail(CLIFailure(message: "handshake failed: \(frame.type)", exitCode: 1))
+                let reason = (try? ServerMessage(frame: frame)).map { "\($0)" } ?? "\(frame.type)"
+                run.done.fail(CLIFailure(message: "handshake failed: \(reason)", exitCode: 1))
                 return
             }
             greeted = true

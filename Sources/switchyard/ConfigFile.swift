@@ -37,6 +37,8 @@ struct ServeConfigFile {
         "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-attempts": .value,
         "max-frame-size": .value, "shutdown-timeout": .value, "log-level": .value,
         "allow-insecure-plugins": .flag, "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
+        "auth": .value, "auth-max-failures": .value, "auth-penalty": .value, "insecure": .flag,
+        "tls-cert": .value, "tls-key": .value,
     ]
     static let bindingKeys = ["name", "library", "symbol", "signature"]
 

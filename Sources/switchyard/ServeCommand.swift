@@ -134,6 +134,30 @@ struct ServeCommand: AsyncParsableCommand {
             """)
     var workerEnv: [String] = []
 
+    @Option(
+        help: """
+            A file of `role:token` lines (roles submit, admin; mode 0600): TCP clients must present one. \
+            Without it clients are not authenticated and --listen must be a loopback address.
+            """)
+    var auth: String?
+
+    @Option(help: "Failed authentications from one address before it is refused for a while.")
+    var authMaxFailures: Int = 3
+
+    @Option(help: "How long an address is first refused after --auth-max-failures failures; doubles each time, up to 1h.")
+    var authPenalty: String = "10s"
+
+    @Flag(
+        inversion: .prefixedNo, exclusivity: .chooseLast,
+        help: "Allow listening on an address other than loopback without --auth (anyone who can reach it may do everything).")
+    var insecure = false
+
+    @Option(help: "PEM certificate (chain) for TLS on the TCP listener; needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
     func validate() throws {
         do { _ = try HostPort(parsing: listen) } catch { throw ValidationError("--listen: \(error)") }
         guard (1...1024).contains(workers ?? System.coreCount) else { throw ValidationError("--workers must be from 1 to 1024") }
@@ -175,6 +199,19 @@ struct ServeCommand: AsyncParsableCommand {
         if workerCpu == 0 { throw ValidationError("--worker-cpu must be 1 or more seconds") }
         for name in workerEnv where !WorkerEnvironment.isValidPattern(name) {
             throw ValidationError("--worker-env takes a variable name (letters, digits and _) or a prefix ending in *, not `\(name)`")
+        }
+        guard (1...1000).contains(authMaxFailures) else { throw ValidationError("--auth-max-failures must be from 1 to 1000") }
+        do {
+            guard try DurationArgument(parsing: authPenalty).milliseconds >= 1000 else {
+                throw ValidationError("--auth-penalty must be at least 1s")
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("--auth-penalty: \(error)")
+        }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ValidationError("TLS needs both --tls-cert FILE and --tls-key FILE")
         }
     }
 
@@ -238,6 +275,23 @@ struct ServeCommand: AsyncParsableCommand {
         withStrategies.workerCPULimit = workerCpu
         withStrategies.workerEnvironment = workerEnv
         withStrategies.bindings = bindings
+        withStrategies.allowInsecure = insecure
+        withStrategies.adminSocket = dataDir + "/switchyard.sock"
+        if let tlsCert, let tlsKey { withStrategies.tls = TLSFiles(certificateChain: tlsCert, privateKey: tlsKey) }
+        if let auth {
+            let penalty = try millis(authPenalty)
+            do {
+                withStrategies.auth = try AuthConfiguration.load(
+                    file: auth,
+                    throttle: AuthThrottle.Policy(
+                        maxFailures: authMaxFailures, penaltyMillis: penalty, maxPenaltyMillis: max(penalty, 3_600_000)))
+            } catch let error as ConfigurationError {
+                printError("error: \(error.description)")
+                throw ExitCode(2)
+            }
+        }
+        // Exit 64 (usage), like every other refused flag.
+        if let problem = withStrategies.exposureProblem() { throw ValidationError(problem) }
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2

@@ -27,8 +27,11 @@ struct SQLiteSchema: Sendable {
 
     /// The layout this code writes and reads.
     static let current = SQLiteSchema(
-        migrations: [Migration(identifier: "v1-tasks", apply: createTasksV1)],
-        version: 1)
+        migrations: [
+            Migration(identifier: "v1-tasks", apply: createTasksV1),
+            Migration(identifier: "v2-submitter", apply: addSubmitterV2),
+        ],
+        version: 2)
 
     /// This layout plus a migration that changes nothing but is unknown to
     /// `current`: what a newer Switchyard leaves behind (tests).
@@ -102,6 +105,17 @@ struct SQLiteSchema: Sendable {
                 """)
     }
 
+    /// Version 2: who submitted each task (`TaskRecord.submitter`), so that a
+    /// client with the submit role may cancel its own tasks after a restart
+    /// too. NULL for tasks stored before, which only an admin may cancel.
+    @Sendable static func addSubmitterV2(_ db: Database) throws {
+        try db.execute(
+            sql: """
+                ALTER TABLE tasks ADD COLUMN submitter TEXT;
+                PRAGMA user_version = 2;
+                """)
+    }
+
     // MARK: - Statements
 
     /// The states `open()` returns; must match `TaskState.isFinal` (and the
@@ -111,7 +125,7 @@ struct SQLiteSchema: Sendable {
     /// Every column, in the order `insertSQL` writes them.
     static let columns = """
         id, state, handler, priority, key, unique_key, attempts, max_attempts, timeout_ms, \
-        run_at, created_at, started_at, finished_at, error_code, error_message, payload, result
+        run_at, created_at, started_at, finished_at, error_code, error_message, payload, result, submitter
         """
 
     /// Every column, in the order `decodeRecord` reads them. Text columns are
@@ -120,7 +134,7 @@ struct SQLiteSchema: Sendable {
     static let selectColumns = """
         id, state, CAST(handler AS BLOB), priority, CAST(key AS BLOB), CAST(unique_key AS BLOB), attempts, \
         max_attempts, timeout_ms, run_at, created_at, started_at, finished_at, error_code, \
-        CAST(error_message AS BLOB), payload, result
+        CAST(error_message AS BLOB), payload, result, CAST(submitter AS BLOB)
         """
 
     /// Two details of binding shape these statements:
@@ -133,7 +147,7 @@ struct SQLiteSchema: Sendable {
     static let insertSQL = """
         INSERT INTO tasks (\(columns))
         VALUES (?, ?, CAST(? AS TEXT), ?, CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TEXT), \
-        coalesce(?, x''), CASE WHEN ? THEN coalesce(?, x'') END)
+        coalesce(?, x''), CASE WHEN ? THEN coalesce(?, x'') END, CAST(? AS TEXT))
         """
 
     /// An update to a state that is not final: the payload stays.
@@ -202,7 +216,7 @@ struct SQLiteSchema: Sendable {
             record.key.map(text), record.uniqueKey.map(text), Int64(record.attempts), Int64(record.maxAttempts),
             Int64(record.timeoutMillis), record.runAt, record.createdAt, record.startedAt, record.finishedAt,
             record.errorCode.map { Int64($0.rawValue) }, record.errorMessage.map(text),
-            payload, record.result != nil, record.result.map(blob),
+            payload, record.result != nil, record.result.map(blob), record.submitter.map(text),
         ]
     }
 
@@ -269,6 +283,7 @@ struct SQLiteSchema: Sendable {
             finishedAt: try row.decode(Int64.self, atIndex: 12),
             errorCode: errorCode,
             errorMessage: try string(14),
-            result: try bytes(16))
+            result: try bytes(16),
+            submitter: try string(17))
     }
 }
