@@ -173,15 +173,21 @@ final class ServerProcess: Sendable {
         }
         return ServerProcess(
             pid: pid, address: address, exit: exit, exited: exited, ownDataDirectory: own,
-            watch: watch)
+            dataDirectory: dataDirectory ?? own!.path, watch: watch)
     }
 
     private let watch: LogWatch
 
+    /// Its data directory, which holds the admin socket.
+    let dataDirectory: String
+    /// The admin socket (`DATA_DIR/switchyard.sock`): admin without a token.
+    var adminSocket: ServerAddress { .unix(path: dataDirectory + "/switchyard.sock") }
+
     private init(
         pid: pid_t, address: HostPort, exit: Task<Int32, Error>,
-        exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?, watch: LogWatch
+        exited: NIOLockedValueBox<Bool>, ownDataDirectory: TemporaryDirectory?, dataDirectory: String, watch: LogWatch
     ) {
+        self.dataDirectory = dataDirectory
         self.watch = watch
         self.exited = exited
         self.pid = pid
@@ -200,6 +206,11 @@ final class ServerProcess: Sendable {
 
     func connect() async throws -> SwitchyardClient {
         try await SwitchyardClient.connect(to: address)
+    }
+
+    /// Connects over TCP with a token (and TLS, if given).
+    func connect(token: String?, tls: ClientTLS? = nil) async throws -> SwitchyardClient {
+        try await SwitchyardClient.connect(to: .tcp(address), options: ConnectOptions(token: token, tls: tls))
     }
 
     /// Sends a signal to the server process.
