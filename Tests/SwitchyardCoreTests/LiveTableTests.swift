@@ -5,18 +5,6 @@ import Testing
 
 @Suite("LiveTable")
 struct LiveTableTests {
-    /// A small deterministic generator, so a failure replays.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     private func expectSame(_ table: LiveTable<Int>, _ model: [TaskID: Int], _ ids: ClosedRange<TaskID>) {
         #expect(table.count == model.count)
         for id in ids where table[id] != model[id] {
@@ -33,7 +21,7 @@ struct LiveTableTests {
 
     @Test func matchesADictionaryUnderRandomInsertsUpdatesAndRemovals() {
         for seed in UInt64(1)...4 {
-            var random = SplitMix(state: seed)
+            var random = SplitMix64(seed: seed)
             var table = LiveTable<Int>()
             var model: [TaskID: Int] = [:]
             var nextID: TaskID = 1 + TaskID(seed) * 777  // not page-aligned
