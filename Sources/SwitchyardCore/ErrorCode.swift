@@ -43,8 +43,21 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let strategyRefused = ErrorCode(rawValue: 41)
     /// RELOAD: the new plugin set was refused (its probe failed); the old one keeps serving.
     public static let reloadFailed = ErrorCode(rawValue: 42)
-    /// The connection has too many requests in flight.
+    /// The connection has as many requests in flight as the server allows
+    /// (`serve --max-in-flight`); the request was not run. Connection stays open.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
+    /// The server has as many connections as it allows, in total
+    /// (`serve --max-connections`) or from this address
+    /// (`serve --max-connections-per-address`). Connection closed.
+    public static let tooManyConnections = ErrorCode(rawValue: 33)
+    /// No HELLO arrived within the handshake timeout (`serve --handshake-timeout`). Connection closed.
+    public static let handshakeTimeout = ErrorCode(rawValue: 34)
+    /// Nothing was asked and nothing was in flight for the idle timeout
+    /// (`serve --idle-timeout`). Connection closed.
+    public static let idleTimeout = ErrorCode(rawValue: 35)
+    /// A SUBMIT payload is larger than the server allows (`serve --max-payload-size`);
+    /// the task was not created. Connection stays open.
+    public static let payloadTooLarge = ErrorCode(rawValue: 36)
     /// HELLO carried no token, or a request came after a failed HELLO, on a
     /// server that authenticates clients (`serve --auth`). Connection closed.
     public static let authRequired = ErrorCode(rawValue: 50)
@@ -86,6 +99,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .strategyRefused: "STRATEGY_REFUSED"
         case .reloadFailed: "RELOAD_FAILED"
         case .tooManyRequests: "TOO_MANY_REQUESTS"
+        case .tooManyConnections: "TOO_MANY_CONNECTIONS"
+        case .handshakeTimeout: "HANDSHAKE_TIMEOUT"
+        case .idleTimeout: "IDLE_TIMEOUT"
+        case .payloadTooLarge: "PAYLOAD_TOO_LARGE"
         case .authRequired: "AUTH_REQUIRED"
         case .authFailed: "AUTH_FAILED"
         case .authLocked: "AUTH_LOCKED"

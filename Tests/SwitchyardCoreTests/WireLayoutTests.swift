@@ -186,8 +186,9 @@ struct WireLayoutTests {
         #expect(
             [ErrorCode.badFrame, .frameTooLarge, .unsupportedVersion, .handshakeRequired, .badRequest,
              .unknownHandler, .unknownTask, .cancelled, .handlerFailed, .workerCrashed, .timeout, .shuttingDown,
-             .queueFull, .tooManyRequests, .internalError].map(\.rawValue)
-                == [1, 2, 3, 4, 5, 10, 11, 12, 20, 21, 22, 30, 31, 32, 99])
+             .queueFull, .tooManyRequests, .tooManyConnections, .handshakeTimeout, .idleTimeout, .payloadTooLarge,
+             .internalError].map(\.rawValue)
+                == [1, 2, 3, 4, 5, 10, 11, 12, 20, 21, 22, 30, 31, 32, 33, 34, 35, 36, 99])
         #expect(TaskState.allCases.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7])
     }
 }
