@@ -121,5 +121,6 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public var closesConnection: Bool {
         self == .badFrame || self == .frameTooLarge || self == .unsupportedVersion || self == .handshakeRequired
             || self == .authRequired || self == .authLocked || self == .tlsRequired || self == .tlsUnavailable
+            || self == .tooManyConnections || self == .handshakeTimeout || self == .idleTimeout
     }
 }

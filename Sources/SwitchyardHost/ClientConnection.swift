@@ -16,6 +16,8 @@ final class ClientConnection: ChannelInboundHandler {
     /// False once the channel closed: replies to it are dropped.
     private(set) var isOpen = true
     let remote: String
+    /// The pipeline's limits and timeouts (none in a pipeline without one).
+    private var connectionGuard: ConnectionGuard?
 
     init(dispatcher: Dispatcher, remote: String, peer: ServerHandshake.Peer) {
         self.dispatcher = dispatcher
@@ -25,6 +27,7 @@ final class ClientConnection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         link = OutboundLink(channel: context.channel)
+        connectionGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -44,6 +47,10 @@ final class ClientConnection: ChannelInboundHandler {
 
     private func receive(_ frame: Frame) {
         guard isOpen else { return }
+        if let connectionGuard, !connectionGuard.requestArrived() {
+            fail(connectionGuard.tooManyRequests, requestID: frame.requestID)
+            return
+        }
         guard let identity else { return greet(frame) }
         let message: ClientMessage
         do {
@@ -84,6 +91,7 @@ final class ClientConnection: ChannelInboundHandler {
         case .established(let welcome, let identity):
             self.identity = identity
             handshake = nil
+            connectionGuard?.handshakeDone()
             if identity.name != nil {
                 dispatcher.logger.debug("client authenticated", metadata: ["client": "\(remote)", "identity": "\(identity)"])
             }
@@ -92,7 +100,8 @@ final class ClientConnection: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let error = error as? ProtocolError {
+        if var error = error as? ProtocolError {
+            if error.code == .frameTooLarge { error.message += " (serve --max-frame-size)" }
             fail(error, requestID: 0)
         } else {
             dispatcher.logger.debug("connection error", metadata: ["client": "\(remote)", "error": "\(error)"])
@@ -112,6 +121,7 @@ final class ClientConnection: ChannelInboundHandler {
             message.write(requestID: requestID, to: &link.buffer)
         }
         dispatcher.markDirty(link)
+        if case .progress = message {} else { connectionGuard?.replied() }
     }
 
     /// Replies with an error; errors that break the stream (or `closing`) also close the connection.
@@ -123,7 +133,11 @@ final class ClientConnection: ChannelInboundHandler {
                 metadata: ["client": "\(remote)", "code": "\(error.code)", "reason": "\(error.message)"])
             isOpen = false
             link.flush()
-            link.channel.close(promise: nil)
+            if let connectionGuard {
+                connectionGuard.closeAfterReplies()
+            } else {
+                link.channel.close(promise: nil)
+            }
         }
     }
 

@@ -488,6 +488,10 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     func handle(_ message: ClientMessage, requestID: UInt32, from connection: ClientConnection) {
+        if let refusal = configuration.refusal(for: message) {
+            connection.send(.error(refusal.code, taskID: 0, message: refusal.message), requestID: requestID)
+            return
+        }
         switch message {
         case .submit(let request):
             submit(request, requestID: requestID, from: connection)

@@ -103,6 +103,31 @@ public struct HostConfiguration: Sendable {
     /// plaintext. Default nil: none.
     public var adminSocket: String?
 
+    // What one client may hold (docs/OPERATIONS.md, "Limits"). Each refusal is
+    // an ERROR naming the limit, its value and the serve flag that changes it.
+    /// Largest SUBMIT payload, in bytes (default 16 MiB, so that with the default
+    /// frame limit the frame limit binds first); past it a submit gets PAYLOAD_TOO_LARGE.
+    public var maxPayloadSize = 16 * 1024 * 1024
+    /// Longest handler name a request may carry, in bytes, 1-255 (default 255,
+    /// what the wire allows); past it BAD_REQUEST.
+    public var maxHandlerName = 255
+    /// Client connections open at once (default 1024); one more is answered
+    /// TOO_MANY_CONNECTIONS and closed.
+    public var maxConnections = 1024
+    /// Client connections open at once from one IP address (default 256).
+    public var maxConnectionsPerAddress = 256
+    /// Requests one connection may have in flight, sent and not finally
+    /// answered (default 1024). At the limit the server stops reading from the
+    /// connection until a reply goes out; a request read past it gets TOO_MANY_REQUESTS.
+    public var maxInFlight = 1024
+    /// How long a new connection may take to complete its handshake (default 10 s);
+    /// then it gets HANDSHAKE_TIMEOUT and is closed.
+    public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// How long a greeted connection with no request in flight stays open
+    /// (default 5 min; nil: for ever); then it gets IDLE_TIMEOUT and is closed.
+    /// A connection waiting for results it asked for is not idle.
+    public var idleTimeout: TimeAmount? = .minutes(5)
+
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {
         /// In memory only: fastest; nothing survives a restart.

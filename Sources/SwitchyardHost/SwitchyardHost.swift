@@ -72,6 +72,8 @@ public final class SwitchyardHost: Service, Sendable {
                 "--worker-env takes a variable name (letters, digits and _) or a prefix ending in *, not `\(pattern)`")
         }
         if let problem = configuration.exposureProblem() { throw ConfigurationError(problem) }
+        try configuration.validateLimits()
+        raiseDescriptorLimit(for: configuration, logger: logger)
         let loop = group.next()
         // Watch before listing the directory, so no change after the listing is missed.
         let watch = try configuration.watchPlugins ? startWatching(loop: loop) : nil
@@ -142,11 +144,12 @@ public final class SwitchyardHost: Service, Sendable {
         }
 
         var listening: Channel?
+        let limits = ConnectionLimits(configuration: configuration, logger: logger)
         let channel: Channel
         var adminChannel: Channel?
         do {
             let tls = try configuration.tls?.makeServerContext()
-            channel = try await listen(dispatcher: dispatcher, tls: tls)
+            channel = try await listen(dispatcher: dispatcher, tls: tls, limits: limits)
             listening = channel
             if let path = configuration.adminSocket { adminChannel = try await listenLocally(at: path, dispatcher: dispatcher) }
         } catch {
@@ -197,7 +200,7 @@ public final class SwitchyardHost: Service, Sendable {
     }
 
     /// Binds the TCP listener; each connection starts with the TLS sniffer.
-    private func listen(dispatcher: Dispatcher, tls: NIOSSLContext?) async throws -> Channel {
+    private func listen(dispatcher: Dispatcher, tls: NIOSSLContext?, limits: ConnectionLimits) async throws -> Channel {
         let configuration = configuration
         let maxFrameSize = configuration.maxFrameSize
         let logger = logger
@@ -212,6 +215,8 @@ public final class SwitchyardHost: Service, Sendable {
                         let remote = channel.remoteAddress.map { "\($0)" } ?? "?"
                         let ip = channel.remoteAddress?.ipAddress ?? remote
                         try channel.pipeline.syncOperations.addHandlers(
+                            // First: it counts the connection and holds reads below TLS too.
+                            ConnectionGuard(limits: limits, configuration: configuration, logger: logger),
                             TransportSniffer(tls: tls, logger: logger, remote: remote),
                             ByteToMessageHandler(FrameBatchDecoder(maxFrameSize: maxFrameSize)),
                             ClientConnection(dispatcher: dispatcher, remote: remote, peer: .network(ip)))
