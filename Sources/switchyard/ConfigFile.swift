@@ -39,6 +39,9 @@ struct ServeConfigFile {
         "allow-insecure-plugins": .flag, "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
         "auth": .value, "auth-max-failures": .value, "auth-penalty": .value, "insecure": .flag,
         "tls-cert": .value, "tls-key": .value,
+        "max-payload-size": .value, "max-handler-name": .value, "max-connections": .value,
+        "max-connections-per-address": .value, "max-in-flight": .value, "handshake-timeout": .value,
+        "idle-timeout": .value,
     ]
     static let bindingKeys = ["name", "library", "symbol", "signature"]
 

@@ -98,6 +98,27 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Largest frame accepted, in bytes.")
     var maxFrameSize: Int = 16 * 1024 * 1024
 
+    @Option(help: "Largest SUBMIT payload accepted, in bytes; past it PAYLOAD_TOO_LARGE.")
+    var maxPayloadSize: Int = 16 * 1024 * 1024
+
+    @Option(help: "Longest handler name a request may carry, in bytes (1-255).")
+    var maxHandlerName: Int = 255
+
+    @Option(help: "Client connections open at once; one more is refused with TOO_MANY_CONNECTIONS.")
+    var maxConnections: Int = 1024
+
+    @Option(help: "Client connections open at once from one IP address.")
+    var maxConnectionsPerAddress: Int = 256
+
+    @Option(help: "Requests one connection may have in flight; at the limit the server stops reading from it.")
+    var maxInFlight: Int = 1024
+
+    @Option(help: "How long a new connection may take to send HELLO before it is closed (\(DurationArgument.help)).")
+    var handshakeTimeout: String = "10s"
+
+    @Option(help: "How long a connection with no request in flight stays open (0s: for ever).")
+    var idleTimeout: String = "5m"
+
     @Option(help: "Seconds a graceful shutdown waits for running tasks (and, with --store memory, queued ones).")
     var shutdownTimeout: Int = 30
 
@@ -168,6 +189,19 @@ struct ServeCommand: AsyncParsableCommand {
         guard maxFrameSize >= 1024 && maxFrameSize <= 1 << 30 else {
             throw ValidationError("--max-frame-size must be from 1024 to 1073741824")
         }
+        guard (0...(1 << 30)).contains(maxPayloadSize) else {
+            throw ValidationError("--max-payload-size must be from 0 to 1073741824")
+        }
+        guard (1...255).contains(maxHandlerName) else { throw ValidationError("--max-handler-name must be from 1 to 255") }
+        for (flag, value) in [
+            ("--max-connections", maxConnections), ("--max-connections-per-address", maxConnectionsPerAddress),
+            ("--max-in-flight", maxInFlight),
+        ] where !(1...1_000_000).contains(value) {
+            throw ValidationError("\(flag) must be from 1 to 1000000")
+        }
+        if let timeout = try? DurationArgument(parsing: handshakeTimeout), timeout.milliseconds == 0 {
+            throw ValidationError("--handshake-timeout must be above 0s")
+        }
         guard shutdownTimeout >= 0 else { throw ValidationError("--shutdown-timeout must be 0 or more") }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -181,7 +215,8 @@ struct ServeCommand: AsyncParsableCommand {
         guard (0...1).contains(retryJitter) else { throw ValidationError("--retry-jitter must be from 0 to 1") }
         for (flag, text) in [
             ("--default-timeout", defaultTimeout), ("--retry-base", retryBase), ("--retry-max", retryMax),
-            ("--aging", aging), ("--keep-results", keepResults),
+            ("--aging", aging), ("--keep-results", keepResults), ("--handshake-timeout", handshakeTimeout),
+            ("--idle-timeout", idleTimeout),
         ] {
             do { _ = try DurationArgument(parsing: text) } catch { throw ValidationError("\(flag): \(error)") }
         }
@@ -292,6 +327,13 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // Exit 64 (usage), like every other refused flag.
         if let problem = withStrategies.exposureProblem() { throw ValidationError(problem) }
+        withStrategies.maxPayloadSize = maxPayloadSize
+        withStrategies.maxHandlerName = maxHandlerName
+        withStrategies.maxConnections = maxConnections
+        withStrategies.maxConnectionsPerAddress = maxConnectionsPerAddress
+        withStrategies.maxInFlight = maxInFlight
+        withStrategies.handshakeTimeout = .milliseconds(try millis(handshakeTimeout))
+        withStrategies.idleTimeout = try millis(idleTimeout) == 0 ? nil : .milliseconds(try millis(idleTimeout))
         withStrategies.strategies = strategies.map { text in
             let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return parts.count == 2
