@@ -43,8 +43,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let strategyRefused = ErrorCode(rawValue: 41)
     /// RELOAD: the new plugin set was refused (its probe failed); the old one keeps serving.
     public static let reloadFailed = ErrorCode(rawValue: 42)
-    /// The connection has as many requests in flight as the server allows
-    /// (`serve --max-in-flight`); the request was not run. Connection stays open.
+    /// The connection has too many requests in flight. Reserved: this server
+    /// does not send it; at its in-flight limit (`serve --max-in-flight`) it
+    /// stops reading from the connection instead, so a client is slowed, not refused.
     public static let tooManyRequests = ErrorCode(rawValue: 32)
     /// The server has as many connections as it allows, in total
     /// (`serve --max-connections`) or from this address

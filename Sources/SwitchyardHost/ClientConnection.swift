@@ -18,6 +18,12 @@ final class ClientConnection: ChannelInboundHandler {
     let remote: String
     /// The pipeline's limits and timeouts (none in a pipeline without one).
     private var connectionGuard: ConnectionGuard?
+    /// Requests read while the connection was at its in-flight limit, from
+    /// `heldStart` on: they run in order as replies go out (reading waits
+    /// meanwhile, so these are at most one read's worth).
+    private var held: [Frame] = []
+    private var heldStart = 0
+    private var drainingHeld = false
 
     init(dispatcher: Dispatcher, remote: String, peer: ServerHandshake.Peer) {
         self.dispatcher = dispatcher
@@ -47,10 +53,36 @@ final class ClientConnection: ChannelInboundHandler {
 
     private func receive(_ frame: Frame) {
         guard isOpen else { return }
-        if let connectionGuard, !connectionGuard.requestArrived() {
-            fail(connectionGuard.tooManyRequests, requestID: frame.requestID)
-            return
+        if let connectionGuard {
+            if connectionGuard.atLimit || heldStart < held.count {
+                held.append(frame)
+                connectionGuard.holdingRequests = true
+                return
+            }
+            connectionGuard.requestStarted()
         }
+        run(frame)
+    }
+
+    /// Runs held requests while the in-flight limit allows; once none is left, reading resumes.
+    private func runHeld() {
+        guard let connectionGuard, !drainingHeld else { return }
+        drainingHeld = true
+        while isOpen && heldStart < held.count && !connectionGuard.atLimit {
+            let frame = held[heldStart]
+            heldStart += 1
+            connectionGuard.requestStarted()
+            run(frame)
+        }
+        drainingHeld = false
+        if heldStart == held.count {
+            held.removeAll(keepingCapacity: false)
+            heldStart = 0
+            connectionGuard.holdingRequests = false
+        }
+    }
+
+    private func run(_ frame: Frame) {
         guard let identity else { return greet(frame) }
         let message: ClientMessage
         do {
@@ -121,7 +153,10 @@ final class ClientConnection: ChannelInboundHandler {
             message.write(requestID: requestID, to: &link.buffer)
         }
         dispatcher.markDirty(link)
-        if case .progress = message {} else { connectionGuard?.replied() }
+        if case .progress = message {} else if let connectionGuard {
+            connectionGuard.replied()
+            if heldStart < held.count { runHeld() }
+        }
     }
 
     /// Replies with an error; errors that break the stream (or `closing`) also close the connection.

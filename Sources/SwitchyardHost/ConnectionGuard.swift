@@ -16,6 +16,8 @@ final class ConnectionLimits: @unchecked Sendable {
     /// the count went below it: a flood of refused connections is one log line.
     private var totalLogged = false
     private var addressesLogged: Set<String> = []
+    /// Refused connections waiting for their first bytes, to be answered then.
+    private var refusedWaiting = 0
 
     init(configuration: HostConfiguration, logger: Logger) {
         self.maxTotal = configuration.maxConnections
@@ -53,6 +55,16 @@ final class ConnectionLimits: @unchecked Sendable {
         return nil
     }
 
+    /// A refused connection starts waiting for its first bytes; false when
+    /// `maxTotal` already wait (then it is answered at once).
+    func refusedWaitingStarted() -> Bool {
+        guard refusedWaiting < maxTotal else { return false }
+        refusedWaiting += 1
+        return true
+    }
+
+    func refusedWaitingEnded() { refusedWaiting -= 1 }
+
     /// A connection `admit` counted has closed.
     func release(_ address: String) {
         total -= 1
@@ -72,14 +84,16 @@ final class ConnectionLimits: @unchecked Sendable {
 ///   sent nothing, or half a frame) gets HANDSHAKE_TIMEOUT and is closed;
 /// - one with no request in flight for `idleTimeout` gets IDLE_TIMEOUT and is
 ///   closed (one waiting for results it asked for is not idle);
-/// - backpressure: while a connection has `maxInFlight` requests in flight, or
+/// - backpressure: while a connection has `maxInFlight` requests in flight
+///   (requests already read past it wait in `ClientConnection`, in order), or
 ///   its replies pile up unsent (the channel is not writable: the client does
 ///   not read), the server stops reading from it. The client's writes then
 ///   wait in the kernel's buffers, and a flood costs the host a bounded amount
-///   of memory instead of all it has.
+///   of memory instead of all it has. A client over the limit is slowed, never
+///   refused.
 ///
-/// `ClientConnection` tells it when requests arrive and are answered, and
-/// when the handshake is done.
+/// `ClientConnection` tells it when requests start and are answered, when it
+/// holds requests back, and when the handshake is done.
 final class ConnectionGuard: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
@@ -111,6 +125,8 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private var remote = "?"
     /// Counted by `limits` (and so to be released).
     private var admitted = false
+    /// A refused connection counted in `limits`' refused ones waiting for their first bytes.
+    private var refusedWaiting = false
     private var phase = Phase.handshake
     private var context: ChannelHandlerContext?
 
@@ -121,6 +137,10 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     /// A read the channel asked for while reading was held.
     private var readHeld = false
+    /// ClientConnection holds requests read past the limit: read no more until they ran.
+    var holdingRequests = false {
+        didSet { if !holdingRequests { resumeReadingIfAllowed() } }
+    }
 
     init(limits: ConnectionLimits, configuration: HostConfiguration, logger: Logger) {
         self.limits = limits
@@ -146,7 +166,12 @@ final class ConnectionGuard: ChannelDuplexHandler {
         if let refusal = limits.admit(address) {
             logger.debug("refused connection", metadata: ["client": "\(remote)", "reason": "\(refusal.message)"])
             phase = .refused(refusal)
-            timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.linger) { [self] in
+            // Wait for its HELLO as long as an admitted connection may, while few
+            // refused ones wait; past that many, answer after the linger alone, so
+            // a connection flood cannot hold descriptors beyond twice the limit.
+            refusedWaiting = limits.refusedWaitingStarted()
+            let wait = refusedWaiting ? handshakeTimeout : Self.linger
+            timer = context.eventLoop.assumeIsolated().scheduleTask(in: wait) { [self] in
                 if case .refused(let refusal) = phase, let context = self.context {
                     close(context, with: refusal, log: false)
                 }
@@ -169,6 +194,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        stopRefusedWait()
         guard admitted else { return }
         admitted = false
         limits.release(address)
@@ -198,7 +224,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
 
     private func holdsReads(_ context: ChannelHandlerContext) -> Bool {
         guard case .open = phase else { return false }
-        return inFlight >= maxInFlight || !context.channel.isWritable
+        return inFlight >= maxInFlight || holdingRequests || !context.channel.isWritable
     }
 
     private func resumeReadingIfAllowed() {
@@ -207,16 +233,21 @@ final class ConnectionGuard: ChannelDuplexHandler {
         context.read()
     }
 
+    private func stopRefusedWait() {
+        guard refusedWaiting else { return }
+        refusedWaiting = false
+        limits.refusedWaitingEnded()
+    }
+
     // MARK: Told by ClientConnection
 
-    /// A request arrived. Returns false when the connection already had
-    /// `maxInFlight` requests in flight: answer it with `tooManyRequests`.
-    /// Either way the request counts until its final reply (`replied()`).
-    func requestArrived() -> Bool {
-        let admitted = inFlight < maxInFlight
+    /// The connection has `maxInFlight` requests in flight: hold the next one back.
+    var atLimit: Bool { inFlight >= maxInFlight }
+
+    /// A request starts; it counts until its final reply (`replied()`).
+    func requestStarted() {
         inFlight += 1
         idleSince = nil
-        return admitted
     }
 
     /// A final reply went out (anything but PROGRESS).
@@ -225,13 +256,6 @@ final class ConnectionGuard: ChannelDuplexHandler {
         inFlight -= 1
         if inFlight == 0 { idleSince = .now() }
         if inFlight < maxInFlight { resumeReadingIfAllowed() }
-    }
-
-    var tooManyRequests: ProtocolError {
-        ProtocolError(
-            .tooManyRequests,
-            "this connection has its limit of \(maxInFlight) requests in flight (serve --max-in-flight); wait for replies before sending more, or spread requests over more connections"
-        )
     }
 
     /// HELLO was answered: the handshake timeout no longer applies, the idle one does.
@@ -290,6 +314,7 @@ final class ConnectionGuard: ChannelDuplexHandler {
     private func close(_ context: ChannelHandlerContext, with error: ProtocolError?, log: Bool) {
         if case .closing = phase { return }
         phase = .closing
+        stopRefusedWait()
         timer?.cancel()
         var frame = context.channel.allocator.buffer(capacity: 64 + (error?.message.utf8.count ?? 0))
         if let error {

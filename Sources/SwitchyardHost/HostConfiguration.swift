@@ -118,7 +118,8 @@ public struct HostConfiguration: Sendable {
     public var maxConnectionsPerAddress = 256
     /// Requests one connection may have in flight, sent and not finally
     /// answered (default 1024). At the limit the server stops reading from the
-    /// connection until a reply goes out; a request read past it gets TOO_MANY_REQUESTS.
+    /// connection until a reply goes out; requests it had already read wait, in
+    /// order. A client over the limit is slowed, never refused.
     public var maxInFlight = 1024
     /// How long a new connection may take to complete its handshake (default 10 s);
     /// then it gets HANDSHAKE_TIMEOUT and is closed.

@@ -110,7 +110,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Client connections open at once from one IP address.")
     var maxConnectionsPerAddress: Int = 256
 
-    @Option(help: "Requests one connection may have in flight; at the limit the server stops reading from it.")
+    @Option(help: "Requests one connection may have in flight; at the limit the server stops reading from it (the client is slowed, not refused).")
     var maxInFlight: Int = 1024
 
     @Option(help: "How long a new connection may take to send HELLO before it is closed (\(DurationArgument.help)).")
