@@ -488,12 +488,9 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     func handle(_ message: ClientMessage, requestID: UInt32, from connection: ClientConnection) {
-        if let refusal = configuration.refusal(for: message) {
-            connection.send(.error(refusal.code, taskID: 0, message: refusal.message), requestID: requestID)
-            return
-        }
         switch message {
         case .submit(let request):
+            if refused(configuration.refusal(forSubmit: request), requestID: requestID, connection: connection) { return }
             submit(request, requestID: requestID, from: connection)
         case .taskStatus(let id):
             withRecord(id, requestID: requestID, connection: connection) { record in
@@ -504,10 +501,14 @@ final class Dispatcher: @unchecked Sendable {
         case .cancel(let id):
             cancel(id, requestID: requestID, from: connection)
         case .listTasks(let query):
+            let refusal = configuration.refusal(forHandler: query.handler, in: "LIST_TASKS")
+            if refused(refusal, requestID: requestID, connection: connection) { return }
             listTasks(query, requestID: requestID, from: connection)
         case .strategyList:
             connection.send(.strategyInfo(strategyReport().encoded()), requestID: requestID)
         case .strategySet(let request):
+            let refusal = configuration.refusal(forHandler: request.handler, in: "STRATEGY_SET")
+            if refused(refusal, requestID: requestID, connection: connection) { return }
             do {
                 try setStrategy(request)
                 connection.send(.strategyInfo(strategyReport().encoded()), requestID: requestID)
@@ -536,6 +537,13 @@ final class Dispatcher: @unchecked Sendable {
         case .hello:
             connection.fail(ProtocolError(.badRequest, "HELLO was already received on this connection"), requestID: requestID)
         }
+    }
+
+    /// Answers a request that breaks a limit (`HostConfiguration.refusal`); true when it did.
+    private func refused(_ refusal: ProtocolError?, requestID: UInt32, connection: ClientConnection) -> Bool {
+        guard let refusal else { return false }
+        connection.send(.error(refusal.code, taskID: 0, message: refusal.message), requestID: requestID)
+        return true
     }
 
     private func unknownTask(_ id: TaskID) -> ServerMessage {

@@ -31,30 +31,24 @@ extension HostConfiguration {
             "the idle timeout (--idle-timeout) must be above 0, or nil (0s on the command line) for none")
     }
 
-    /// Why a request breaks a per-request limit (payload size, handler name
-    /// length), or nil. The message names the limit, its value and its flag.
-    func refusal(for message: ClientMessage) -> ProtocolError? {
-        switch message {
-        case .submit(let request):
-            if let problem = handlerNameRefusal(request.handler, in: "SUBMIT") { return problem }
-            let size = request.payload.readableBytes
-            guard size <= maxPayloadSize else {
-                return ProtocolError(
-                    .payloadTooLarge,
-                    "SUBMIT payload is \(size) bytes; the limit is \(maxPayloadSize) (serve --max-payload-size): send a smaller payload (or a reference to the data) or raise the limit"
-                )
-            }
-            return nil
-        case .listTasks(let query):
-            return query.handler.flatMap { handlerNameRefusal($0, in: "LIST_TASKS") }
-        case .strategySet(let request):
-            return request.handler.flatMap { handlerNameRefusal($0, in: "STRATEGY_SET") }
-        default:
-            return nil
-        }
+    /// Why a SUBMIT breaks the payload or handler name limit, or nil. The
+    /// message names the limit, its value and its flag. (Two comparisons on the
+    /// hot path: the messages are built only for a refusal.)
+    @inline(__always)
+    func refusal(forSubmit request: SubmitRequest) -> ProtocolError? {
+        if let problem = refusal(forHandler: request.handler, in: "SUBMIT") { return problem }
+        let size = request.payload.readableBytes
+        guard size > maxPayloadSize else { return nil }
+        return ProtocolError(
+            .payloadTooLarge,
+            "SUBMIT payload is \(size) bytes; the limit is \(maxPayloadSize) (serve --max-payload-size): send a smaller payload (or a reference to the data) or raise the limit"
+        )
     }
 
-    private func handlerNameRefusal(_ name: String, in request: String) -> ProtocolError? {
+    /// Why a handler name in a request breaks the length limit, or nil.
+    @inline(__always)
+    func refusal(forHandler name: String?, in request: String) -> ProtocolError? {
+        guard let name else { return nil }
         let length = name.utf8.count
         guard length > maxHandlerName else { return nil }
         return ProtocolError(
