@@ -129,7 +129,7 @@ import Testing
             let (shortFrames, _) = try await short.sendAndReadUntilClosed(helloBytes() + [0, 0, 0, 2, 0x05, 0])
             #expect(shortFrames.count == 2, "HELLO_OK, then ERROR")
             #expect(shortFrames.first?.type == .helloOK)
-            if case .error(let code, _, _) = try ServerMessage(frame: shortFrames.last!) {
+            if case .error(let code, _, _) = try ServerMessage(frame: try #require(shortFrames.last)) {
                 #expect(code == .badFrame)
             } else {
                 Issue.record("expected ERROR after the short frame, got \(shortFrames.last!)")
@@ -138,7 +138,7 @@ import Testing
             // A request before the handshake.
             let early = try await RawConnection.connect(to: server.address)
             let (earlyFrames, _) = try await early.sendAndReadUntilClosed(bytes(of: .ping(ByteBuffer()), requestID: 7))
-            #expect(earlyFrames.count == 1)
+            try #require(earlyFrames.count == 1)
             if case .error(let code, _, _) = try ServerMessage(frame: earlyFrames[0]) {
                 #expect(code == .handshakeRequired)
                 #expect(earlyFrames[0].requestID == 7)
@@ -163,7 +163,8 @@ import Testing
             // A SUBMIT header announcing 1 MiB, and only a little of its body.
             let header: [UInt8] = [0x00, 0x10, 0x00, 0x06, 0x02, 0x00, 0x00, 0x00, 0x00, 0x09]
             let (frames, _) = try await raw.sendAndReadUntilClosed(helloBytes() + header + [UInt8](repeating: 0, count: 100))
-            #expect(frames.count == 2)
+            // HELLO_OK, then the refusal; `#require`, so a missing frame fails the test, not the run.
+            try #require(frames.count == 2, "\(frames.map { try? ServerMessage(frame: $0) })")
             if case .error(let code, _, let message) = try ServerMessage(frame: frames[1]) {
                 #expect(code == .frameTooLarge)
                 #expect(message.contains("65536"), "\(message)")
