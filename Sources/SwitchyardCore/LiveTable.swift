@@ -21,11 +21,19 @@ struct LiveTable<Value> {
         var slots: ContiguousArray<Value?>
         var count = 0
         init() { slots = ContiguousArray(repeating: nil, count: LiveTable.pageSize) }
-        subscript(slot slot: Int) -> Value? { slots[slot] }
+        /// A page emptied or moved to `overflow`. Pages are not optional:
+        /// reading a value through `pages[page]` copies it out (loads it to
+        /// switch on the optional), while `pages[page].slots[slot]` borrows it.
+        private init(retired: Void) { slots = [] }
+        static var retired: Page { Page(retired: ()) }
+        var isRetired: Bool { slots.isEmpty }
+        /// Whether `slot` holds a value. Not `slots[slot] == nil` through a getter:
+        /// that copies the value out (a retain and a release of each of its references).
+        func holds(_ slot: Int) -> Bool { slots[slot] != nil }
     }
 
-    /// Pages `basePage`, `basePage + 1`, ...; nil once emptied or moved to `overflow`.
-    private var pages: [Page?] = []
+    /// Pages `basePage`, `basePage + 1`, ...; `.retired` once emptied or moved to `overflow`.
+    private var pages: [Page] = []
     private var basePage: UInt64 = 0
     private var overflow: [TaskID: Value] = [:]
     private(set) var count = 0
@@ -36,21 +44,26 @@ struct LiveTable<Value> {
         let number = id >> UInt64(Self.pageShift)
         guard number >= basePage, number - basePage < UInt64(pages.count) else { return nil }
         let page = Int(number - basePage)
-        guard pages[page] != nil else { return nil }
+        guard !pages[page].isRetired else { return nil }
         return (page, Int(id & UInt64(Self.pageSize - 1)))
     }
 
     subscript(id: TaskID) -> Value? {
-        get {
-            if let (page, slot) = location(id), let value = pages[page]![slot: slot] { return value }
-            return overflow.isEmpty ? nil : overflow[id]
+        // `_read`, not `get`: `live[id]?.handler` and `live[id] != nil` borrow the
+        // value in place instead of copying it out.
+        _read {
+            if let (page, slot) = location(id), pages[page].holds(slot) {
+                yield pages[page].slots[slot]
+            } else {
+                yield overflow.isEmpty ? nil : overflow[id]
+            }
         }
         _modify {
             // A restored id can share a page with fresh ones and still live in `overflow`.
-            if let (page, slot) = location(id), pages[page]![slot: slot] != nil || overflow.isEmpty || overflow[id] == nil {
-                let was = pages[page]![slot: slot] != nil
-                yield &pages[page]!.slots[slot]
-                let now = pages[page]![slot: slot] != nil
+            if let (page, slot) = location(id), pages[page].holds(slot) || overflow.isEmpty || overflow[id] == nil {
+                let was = pages[page].holds(slot)
+                yield &pages[page].slots[slot]
+                let now = pages[page].holds(slot)
                 if was != now { counted(page: page, added: now) }
             } else {
                 let was = overflow[id] != nil
@@ -65,7 +78,7 @@ struct LiveTable<Value> {
     /// below the largest added before (ids from the scheduler's counter, or
     /// tasks finishing in about the order they were submitted). An id far below
     /// goes to the overflow dictionary.
-    mutating func insert(_ value: Value, id: TaskID) {
+    mutating func insert(_ value: consuming Value, id: TaskID) {
         let number = id >> UInt64(Self.pageShift)
         if pages.isEmpty {
             basePage = number
@@ -80,49 +93,50 @@ struct LiveTable<Value> {
         }
         let page = Int(number - basePage)
         let slot = Int(id & UInt64(Self.pageSize - 1))
-        guard pages[page] != nil, pages[page]![slot: slot] == nil else {
+        guard !pages[page].isRetired, !pages[page].holds(slot) else {
             self[id] = value  // its page moved to overflow while sparse (or it is there already)
             return
         }
-        pages[page]!.slots[slot] = value
+        pages[page].slots[slot] = value
         counted(page: page, added: true)
     }
 
     @discardableResult
     mutating func removeValue(forKey id: TaskID) -> Value? {
-        guard let value = self[id] else { return nil }
-        self[id] = nil
-        return value
+        // Moved out in one access, not read (a copy) and then cleared.
+        var taken: Value?
+        swap(&self[id], &taken)
+        return taken
     }
 
     private mutating func counted(page: Int, added: Bool) {
         count += added ? 1 : -1
-        pages[page]!.count += added ? 1 : -1
+        pages[page].count += added ? 1 : -1
         guard !added, page != pages.count - 1 else { return }
-        let live = pages[page]!.count
+        let live = pages[page].count
         if live == 0 {
-            pages[page] = nil
+            pages[page] = .retired
             trimFront()
         } else if live < Self.pageSize / 4 {
             // Mostly finished: move the stragglers out so they don't pin the page.
             let first = (basePage + UInt64(page)) << UInt64(Self.pageShift)
-            for (slot, value) in pages[page]!.slots.enumerated() {
+            for (slot, value) in pages[page].slots.enumerated() {
                 if let value { overflow[first + UInt64(slot)] = value }
             }
-            pages[page] = nil
+            pages[page] = .retired
             trimFront()
         }
     }
 
     /// Before a new page is added: the newest page, if it already emptied, goes.
     private mutating func retireNewestIfEmpty() {
-        guard let last = pages.indices.last, let page = pages[last], page.count == 0 else { return }
-        pages[last] = nil
+        guard let last = pages.indices.last, !pages[last].isRetired, pages[last].count == 0 else { return }
+        pages[last] = .retired
         trimFront()
     }
 
     private mutating func trimFront() {
-        let empty = pages.prefix { $0 == nil }.count
+        let empty = pages.prefix { $0.isRetired }.count
         guard empty > 0 else { return }
         pages.removeFirst(empty)
         basePage += UInt64(empty)
@@ -131,7 +145,7 @@ struct LiveTable<Value> {
 
 extension LiveTable: Sequence {
     struct Iterator: IteratorProtocol {
-        fileprivate var pages: [Page?]
+        fileprivate var pages: [Page]
         fileprivate var basePage: UInt64
         fileprivate var page = 0
         fileprivate var slot = 0
@@ -139,7 +153,8 @@ extension LiveTable: Sequence {
 
         mutating func next() -> (key: TaskID, value: Value)? {
             while page < pages.count {
-                guard let current = pages[page] else {
+                let current = pages[page]
+                guard !current.isRetired else {
                     page += 1
                     continue
                 }
