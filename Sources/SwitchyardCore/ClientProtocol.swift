@@ -545,7 +545,7 @@ public enum ServerMessage: Sendable, Hashable {
                         .badFrame, "frame body ends inside the field `entry` (TASK_LIST entry \(index) of \(count))")
                 }
                 do {
-                    infos.append(try entry.readTaskInfo(layout: "TASK_INFO"))
+                    infos.append(try entry.readTaskInfo(layout: "TASK_INFO", resultAllowed: false))
                 } catch let error as ProtocolError {
                     throw ProtocolError(error.code, "TASK_LIST entry \(index) of \(count): \(error.message)")
                 }
@@ -619,7 +619,11 @@ extension ByteBuffer {
     /// Reads a TASK_INFO body (also the layout of each TASK_LIST entry): the
     /// fixed-width fields, the strings, the last error, then the result, which
     /// runs to the end of `self`.
-    mutating func readTaskInfo(layout: StaticString) throws -> TaskInfo {
+    ///
+    /// - Parameter resultAllowed: false for TASK_LIST entries, whose
+    ///   `has_result` is always 0 (a list that carried results would not
+    ///   survive being written again, which drops them).
+    mutating func readTaskInfo(layout: StaticString, resultAllowed: Bool = true) throws -> TaskInfo {
         let id = try readField("task_id", as: UInt64.self)
         let rawState = try readField("state", as: UInt8.self)
         guard let state = TaskState(rawValue: rawState) else {
@@ -639,6 +643,9 @@ extension ByteBuffer {
         let code = try readField("error_code", as: UInt16.self)
         let message = try readMediumString("error_message")
         let hasResult = try readField("has_result", as: UInt8.self)
+        if hasResult != 0 && !resultAllowed {
+            throw ProtocolError(.badFrame, "\(layout) has_result is \(hasResult); list entries never carry a result")
+        }
         if hasResult == 0 { try expectEnd(layout) }
         return TaskInfo(
             id: id, state: state, handler: handler, priority: priority, attempts: attempts,
