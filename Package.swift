@@ -182,6 +182,19 @@ var package = Package(
         .executableTarget(
             name: "StrategyBench", dependencies: ["SwitchyardHost", "SwitchyardABI"], path: "bench/strategy"
         ),
+        // The libFuzzer target for the frame decoder and the message decoders (fuzz/run builds it
+        // with -sanitize=fuzzer); a normal build makes a tool that writes the seed corpus and
+        // checks saved inputs.
+        .executableTarget(
+            name: "SwitchyardFuzz",
+            dependencies: ["SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")],
+            path: "fuzz/target"
+        ),
+        // The seed corpus and every input the fuzzer ever failed on, through the same checks.
+        .testTarget(
+            name: "SwitchyardFuzzTests",
+            dependencies: ["SwitchyardFuzz", "SwitchyardCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "SwitchyardIntegrationTests",
             dependencies: [
