@@ -33,11 +33,7 @@ import Testing
         }
     }
 
-    @Test(
-        .disabled(
-            "unfinished: on the shared development machine every run stalled a second in, all flood connections idle and the server idle; see the fuzz branch report"
-        ))
-    func aHundredThousandBadFramesLeaveTheServerUpAndAGoodClientAnsweredRight() async throws {
+    @Test func aHundredThousandBadFramesLeaveTheServerUpAndAGoodClientAnsweredRight() async throws {
         let seed = ProcessInfo.processInfo.environment["SWITCHYARD_FLOOD_SEED"].flatMap { UInt64($0) }
             ?? UInt64.random(in: 0...UInt64.max)
         print("flood seed \(seed) (SWITCHYARD_FLOOD_SEED=\(seed) replays it)")
@@ -137,7 +133,11 @@ import Testing
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(FrameDecoder(maxFrameSize: 1 << 30)))
-                        return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        // Half-closure on, so `outbound.finish()` sends a FIN: a batch that leaves the
+                        // server waiting for the rest of a frame then ends at once, not at the idle timeout.
+                        return try NIOAsyncChannel<Frame, ByteBuffer>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
                     }
                 }
             let greets = Int.random(in: 0..<4, using: &frames.random) != 0
