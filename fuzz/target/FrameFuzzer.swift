@@ -16,6 +16,8 @@ import SwitchyardCore
 ///    message `m` for which `decode(encode(m)) == m`; client requests and
 ///    server replies never grow when re-encoded (so what fit the limit still
 ///    fits).
+/// 3. The handshake: the frames, as one client's connections, through
+///    `ServerHandshake` (see `HandshakeFuzzer`).
 ///
 /// A crash (trap, ASan report) in any of it is a finding; so is a violation,
 /// which the libFuzzer entry turns into a crash.
@@ -31,6 +33,7 @@ public enum FrameFuzzer {
         for frame in frames {
             checkMessages(in: frame, report: &report)
         }
+        HandshakeFuzzer.check(frames, report: &report)
         return report.violations
     }
 

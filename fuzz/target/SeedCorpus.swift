@@ -9,7 +9,7 @@ import SwitchyardCore
 public enum SeedCorpus {
     /// File name and bytes of every seed.
     public static var seeds: [(name: String, bytes: [UInt8])] {
-        clientSeeds + serverSeeds + workerSeeds + sessionSeeds + edgeSeeds
+        clientSeeds + serverSeeds + workerSeeds + sessionSeeds + handshakeSeeds + edgeSeeds
     }
 
     static func client(_ message: ClientMessage, requestID: UInt32 = 1) -> [UInt8] {
@@ -189,6 +189,22 @@ public enum SeedCorpus {
                 worker(.loading(file: "/p/e.so", handler: "")) + worker(.log(.info, "up"))
                     + worker(.done(id: 1, status: .ok, body: ByteBuffer()))
             ),
+        ]
+    }
+
+    /// Handshakes on a server with tokens (`HandshakeFuzzer`'s): right ones,
+    /// wrong ones up to the throttle's bar, and requests before a HELLO.
+    static var handshakeSeeds: [(String, [UInt8])] {
+        let submitHello = client(.hello(minVersion: 1, maxVersion: 1, clientName: "f", token: HandshakeFuzzer.submitToken))
+        let adminHello = client(.hello(minVersion: 1, maxVersion: 1, clientName: "f", token: HandshakeFuzzer.adminToken))
+        let wrongHello = client(.hello(minVersion: 1, maxVersion: 1, clientName: "f", token: "fuzz-wrong-token-0123456789"))
+        return [
+            ("handshake-submit-token", submitHello + client(.taskStatus(1), requestID: 2)),
+            ("handshake-admin-token", adminHello),
+            ("handshake-wrong-then-right", wrongHello + submitHello),
+            ("handshake-wrong-until-barred", wrongHello + wrongHello + wrongHello + adminHello + adminHello),
+            ("handshake-no-token", hello + submitHello),
+            ("handshake-wrong-then-request", wrongHello + client(.ping(ByteBuffer()), requestID: 2) + adminHello),
         ]
     }
 
