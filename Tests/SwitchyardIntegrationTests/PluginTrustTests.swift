@@ -20,7 +20,7 @@ import Glibc
             Issue.record("the server started with \(plugins)")
             return ""
         } catch let failure as TestFailure {
-            #expect(failure.description.contains("the server exited (2) before it listened"), "\(failure)")
+            #expect(failure.description.contains("the server exited (exit 2) before it listened"), "\(failure)")
             return failure.description
         }
     }

@@ -28,7 +28,12 @@ enum Paths {
         } ?? candidates.last!
     }()
 
-    static var switchyard: String { buildDirectory.appendingPathComponent("switchyard").path }
+    /// The `switchyard` binary the tests run: the build directory's, or the
+    /// one `SWITCHYARD_TEST_BINARY` names (`.ci/sanitize` runs the suites
+    /// against a server built with a sanitizer; plugins still come from the
+    /// build directory).
+    static let switchyard: String = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_BINARY"]
+        ?? buildDirectory.appendingPathComponent("switchyard").path
 
     static func shippedPlugin(_ name: String) -> String {
         buildDirectory.appendingPathComponent("libswyplugin-\(name).so").path
@@ -133,6 +138,9 @@ final class ServerProcess: Sendable {
         // server and its workers have closed it, then reaps the server.
         let overrides = environmentOverrides(environment)
         let exit = Task<Int32, Error> {
+            // Also when the server cannot be started at all (no such binary): the
+            // wait for its address below must end, not hang.
+            defer { startedContinuation.finish() }
             let result = try await Subprocess.run(
                 .path(FilePath(Paths.switchyard)), arguments: Arguments(arguments),
                 environment: .inherit.updating(overrides), input: .none,
@@ -167,9 +175,10 @@ final class ServerProcess: Sendable {
             break
         }
         guard let (pid, address) = outcome, let address else {
-            let status = try? await exit.value
+            let status: String
+            do { status = "exit \(try await exit.value)" } catch { status = "\(Paths.switchyard): \(error)" }
             let log = watch.lines.joined(separator: "\n")
-            throw TestFailure("the server exited (\(status.map(String.init) ?? "?")) before it listened; its log:\n\(log)")
+            throw TestFailure("the server exited (\(status)) before it listened; its log:\n\(log)")
         }
         return ServerProcess(
             pid: pid, address: address, exit: exit, exited: exited, ownDataDirectory: own,
