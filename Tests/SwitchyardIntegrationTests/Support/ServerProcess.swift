@@ -130,6 +130,10 @@ final class ServerProcess: Sendable {
             "serve", "--listen", "127.0.0.1:0", "--workers", "\(workers)", "--data-dir", dataDirectory ?? own!.path,
         ]
         if let plugins { arguments += ["--plugins", plugins] }
+        // SWITCHYARD_TEST_SERVER_ARGS: arguments every test's server gets (.ci/sanitize
+        // passes its sanitizer's options on to the workers with --worker-env).
+        arguments += (ProcessInfo.processInfo.environment["SWITCHYARD_TEST_SERVER_ARGS"] ?? "")
+            .split(separator: " ").map(String.init)
         arguments += extraArguments
         let watch = LogWatch()
         let exited = NIOLockedValueBox(false)
