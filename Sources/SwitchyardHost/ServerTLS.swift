@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOSSL
@@ -17,6 +18,7 @@ public struct TLSFiles: Sendable, Hashable {
 
     /// Loads the files; errors name the file and the fix.
     func makeServerContext() throws -> NIOSSLContext {
+        try checkKeyMode()
         let chain: [NIOSSLCertificate]
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificateChain)
@@ -46,6 +48,31 @@ public struct TLSFiles: Sendable, Hashable {
                 "cannot use the TLS certificate \(certificateChain) with the key \(privateKey): \(error); check that the key is the certificate's"
             )
         }
+    }
+}
+
+extension TLSFiles {
+    /// PostgreSQL's rule for its server key: owned by the server's user, mode
+    /// 0600 or less; owned by root (and the server runs as another user), 0640
+    /// or less (Debian's `ssl-cert` group reads keys that way). Anything more
+    /// and whoever else can read the key can pose as this server.
+    func checkKeyMode() throws {
+        let attributes: [FileAttributeKey: Any]
+        do {
+            attributes = try FileManager.default.attributesOfItem(atPath: privateKey)
+        } catch {
+            throw ConfigurationError(
+                "cannot read the TLS private key \(privateKey) (--tls-key): \(error.localizedDescription); give the path of the PEM private key of \(certificateChain)"
+            )
+        }
+        guard let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue else { return }
+        let owner = (attributes[.ownerAccountID] as? NSNumber)?.intValue
+        let ownedByRoot = owner == 0 && owner != Int(getuid())
+        let allowed = ownedByRoot ? 0o640 : 0o600
+        guard mode & ~allowed & 0o777 != 0 else { return }
+        throw ConfigurationError(
+            "the TLS private key \(privateKey) (--tls-key) has mode \(String(mode & 0o777, radix: 8)): \(ownedByRoot ? "others, or a group that may write it," : "group or others") could take the server's identity; run `chmod \(ownedByRoot ? "640" : "600") \(privateKey)`"
+        )
     }
 }
 

@@ -72,6 +72,27 @@ struct TLSTests {
         }
     }
 
+    @Test func aTLSKeyOthersCanReadStopsTheStart() async throws {
+        let certificates = try await TestCertificates.make()
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: certificates.key)
+        do {
+            let server = try await ServerProcess.start(extraArguments: certificates.serverArguments)
+            await server.stop()
+            Issue.record("the server started with a TLS key of mode 644")
+        } catch let failure as TestFailure {
+            let said = failure.description
+            #expect(said.contains("the TLS private key \(certificates.key) (--tls-key) has mode 644"), "\(said)")
+            #expect(said.contains("chmod 600 \(certificates.key)"), "\(said)")
+        }
+        // The fix works.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: certificates.key)
+        try await withServer(extraArguments: certificates.serverArguments) { server in
+            let client = try await server.connect(token: nil, tls: ClientTLS(caFile: certificates.ca))
+            try await client.ping()
+            try await client.close()
+        }
+    }
+
     @Test func aPlaintextClientOfATLSServerIsToldToUseTLS() async throws {
         let certificates = try await TestCertificates.make()
         try await withServer(extraArguments: certificates.serverArguments) { server in
