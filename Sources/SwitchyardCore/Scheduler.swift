@@ -564,6 +564,38 @@ public struct Scheduler<Waiter> {
         return .cancelled(finished[id] ?? task.record, waiters)
     }
 
+    /// Hands a queued or waiting task back to a shared store: it leaves this
+    /// scheduler with no outcome and no store change, so another host may run
+    /// it. Returns false (and changes nothing) for a task that is running,
+    /// finished or unknown.
+    @discardableResult
+    public mutating func release(_ id: TaskID) -> Bool {
+        guard let task = live[id] else { return false }
+        switch task.record.state {
+        case .queued:
+            queue.remove(id, priority: task.record.priority)
+        case .scheduled, .failed:
+            delayedCount -= 1  // its heap entry is skipped when it surfaces
+        default:
+            return false
+        }
+        live[id] = nil
+        if let unique = task.record.uniqueKey, uniqueKeys[unique] == id { uniqueKeys[unique] = nil }
+        return true
+    }
+
+    /// Releases every queued and waiting task (see `release`); returns their ids.
+    public mutating func releaseAllWaiting() -> [TaskID] {
+        let ids = live.compactMap { id, task in task.record.state == .running ? nil : id }.sorted()
+        for id in ids { release(id) }
+        return ids
+    }
+
+    /// The ids of the tasks running on workers now.
+    public var runningIDs: [TaskID] {
+        live.compactMap { id, task in task.record.state == .running ? id : nil }.sorted()
+    }
+
     /// Adds a waiter to task `id`, or says it already finished.
     public mutating func addWaiter(_ waiter: Waiter, to id: TaskID) -> WaitResult {
         if live[id] != nil {

@@ -140,6 +140,35 @@ public struct ServerStatus: Codable, Sendable, Hashable {
     /// The per-worker limits (`serve --worker-memory`, `--worker-cpu`); nil when unset.
     public var workerMemoryLimit: UInt64?
     public var workerCPULimitSeconds: UInt64?
+    /// Where tasks are kept, with a shared (PostgreSQL) store; nil otherwise.
+    public var store: String?
+    /// Every live host sharing the queue, this one included, as each said at
+    /// its last heartbeat; nil unless the store is shared.
+    public var hosts: [SharedHost]?
+
+    /// One host sharing a PostgreSQL queue.
+    public struct SharedHost: Codable, Sendable, Hashable {
+        /// Its id in the database (a new one after it lost its lease).
+        public var id: Int64 = 0
+        /// Machine name and pid.
+        public var name: String
+        public var listen: String = ""
+        public var pid: Int32 = 0
+        /// Ready workers.
+        public var workers: Int = 0
+        /// Tasks it holds: claimed and not finished.
+        public var held: Int = 0
+        public var running: Int = 0
+        public var succeeded: UInt64 = 0
+        public var failed: UInt64 = 0
+        /// Whether it reached the database at its last heartbeat.
+        public var connected: Bool = true
+        /// Seconds since its last heartbeat.
+        public var heartbeatAgeSeconds: Double = 0
+        /// The host that answered this status.
+        public var isThisHost: Bool = false
+        public init(name: String) { self.name = name }
+    }
 
     public init(
         server: String, pid: Int32, listen: String, uptimeSeconds: Double, strategy: String, queued: Int,

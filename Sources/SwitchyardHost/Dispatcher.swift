@@ -34,7 +34,7 @@ final class Dispatcher: @unchecked Sendable {
     /// Plugin files workers load: the configured ones minus any that crashed a
     /// worker while loading.
     private var pluginFiles: [String]
-    private var scheduler: Scheduler<Waiter>
+    var scheduler: Scheduler<Waiter>
 
     // Handlers: ids for every name seen (loaded, or named by a restored task);
     // what the workers loaded, learned from their hellos.
@@ -110,8 +110,8 @@ final class Dispatcher: @unchecked Sendable {
     private var dirty: [OutboundLink] = []
     private var flushScheduled = false
 
-    private enum Phase { case starting, running, draining, stoppingWorkers, stopped }
-    private var phase = Phase.starting
+    enum Phase { case starting, running, draining, stoppingWorkers, stopped }
+    private(set) var phase = Phase.starting
     private let startedAt = NIODeadline.now()
     var listenAddress = ""
     private var readyPromise: EventLoopPromise<Void>?
@@ -119,6 +119,28 @@ final class Dispatcher: @unchecked Sendable {
 
     /// The durable store's writer; nil with the memory store.
     private var writer: StoreWriter?
+    /// The PostgreSQL queue shared with other hosts; nil with the other stores.
+    /// See Dispatcher+SharedQueue.swift.
+    var shared: SharedQueue?
+    /// Clients waiting for a task of the shared queue, wherever it runs.
+    var remoteWaiters: [TaskID: (since: NIODeadline, waiters: [Waiter])] = [:]
+    /// Endings of held tasks not yet written to the shared queue.
+    var unconfirmed: [TaskID: LocalEnding] = [:]
+    /// Tasks other hosts said finished that nobody here waited for (yet).
+    var recentlyFinished: Set<TaskID> = []
+    var claiming = false
+    var claimAgain = false
+    /// How this host is named in the shared queue's hosts table.
+    var sharedHostName: String { Self.hostName }
+    /// "MACHINE pid PID".
+    static var hostName: String {
+        var name = [CChar](repeating: 0, count: 256)
+        gethostname(&name, name.count)
+        return "\(String(cString: name)) pid \(getpid())"
+    }
+    /// Tasks stay in a durable store at shutdown (SQLite, or the shared queue).
+    private var durable: Bool { writer != nil || shared != nil }
+    var loadedHandlerNames: [String] { loadedHandlers.values.map(\.name).sorted() }
     /// Background submits to acknowledge once the current changes are committed.
     private var pendingAcks: [(ClientConnection, UInt32, TaskID)] = []
     private var storePassScheduled = false
@@ -328,7 +350,7 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     /// The host-wide id of a handler name, assigned on first sight.
-    private func handlerID(for name: String) -> HandlerID {
+    func handlerID(for name: String) -> HandlerID {
         if let id = handlerIDs[name] { return id }
         let id = handlerNames.count
         handlerNames.append(name)
@@ -485,6 +507,7 @@ final class Dispatcher: @unchecked Sendable {
     func connectionClosed(_ connection: ClientConnection) {
         connections[ObjectIdentifier(connection)] = nil
         scheduler.dropWaiters { $0.connection === connection }
+        if shared != nil { dropSharedWaiters(of: connection) }
     }
 
     func handle(_ message: ClientMessage, requestID: UInt32, from connection: ClientConnection) {
@@ -531,7 +554,11 @@ final class Dispatcher: @unchecked Sendable {
                 }
             }
         case .serverStatus:
-            connection.send(.serverInfo(status().encoded()), requestID: requestID)
+            if shared != nil {
+                sharedStatus(requestID: requestID, connection: connection)
+            } else {
+                connection.send(.serverInfo(status().encoded()), requestID: requestID)
+            }
         case .ping(let body):
             connection.send(.pong(body), requestID: requestID)
         case .hello:
@@ -546,7 +573,7 @@ final class Dispatcher: @unchecked Sendable {
         return true
     }
 
-    private func unknownTask(_ id: TaskID) -> ServerMessage {
+    func unknownTask(_ id: TaskID) -> ServerMessage {
         .error(
             .unknownTask, taskID: id,
             message:
@@ -558,8 +585,21 @@ final class Dispatcher: @unchecked Sendable {
     private func withRecord(
         _ id: TaskID, requestID: UInt32, connection: ClientConnection, _ body: @escaping (TaskRecord) -> Void
     ) {
-        if let record = scheduler.record(id) {
+        if let record = scheduler.record(id), shared == nil {
             body(record)
+            return
+        }
+        if shared != nil {
+            sharedRecord(id) { [self] result in
+                switch result {
+                case .success(let record?): body(record)
+                case .success(nil): connection.send(unknownTask(id), requestID: requestID)
+                case .failure(let error):
+                    connection.send(
+                        .error(.internalError, taskID: id, message: "cannot read task \(id) from the shared queue: \(error)"),
+                        requestID: requestID)
+                }
+            }
             return
         }
         guard let writer else {
@@ -607,6 +647,10 @@ final class Dispatcher: @unchecked Sendable {
                 ), requestID: requestID)
             return
         }
+        if shared != nil {
+            sharedSubmit(request, runAt: runAt, now: now, requestID: requestID, from: connection)
+            return
+        }
         let waiter = request.background ? nil : Waiter(connection: connection, requestID: requestID)
         let submission = TaskSubmission(
             handler: handler, handlerName: request.handler, payload: request.payload, priority: request.priority,
@@ -638,6 +682,10 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func wait(for id: TaskID, requestID: UInt32, from connection: ClientConnection) {
+        if shared != nil {
+            addSharedWaiter(Waiter(connection: connection, requestID: requestID), for: id, check: true)
+            return
+        }
         switch scheduler.addWaiter(Waiter(connection: connection, requestID: requestID), to: id) {
         case .waiting:
             return
@@ -658,7 +706,7 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     /// Answers a waiter from a finished task's record.
-    private func answer(_ record: TaskRecord, requestID: UInt32, connection: ClientConnection) {
+    func answer(_ record: TaskRecord, requestID: UInt32, connection: ClientConnection) {
         if record.state == .succeeded {
             connection.send(.result(record.id, record.result ?? ByteBuffer()), requestID: requestID)
         } else {
@@ -693,6 +741,10 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func cancelNow(_ id: TaskID, requestID: UInt32, from connection: ClientConnection) {
+        if shared != nil {
+            sharedCancel(id, requestID: requestID, from: connection)
+            return
+        }
         switch scheduler.cancel(id, now: wallMillis()) {
         case .cancelled(let record, let waiters):
             logger.info("task \(id) cancelled while \(record.state == .cancelled ? "waiting" : "\(record.state)")")
@@ -714,6 +766,10 @@ final class Dispatcher: @unchecked Sendable {
     }
 
     private func listTasks(_ query: TaskListQuery, requestID: UInt32, from connection: ClientConnection) {
+        if shared != nil {
+            sharedList(query, requestID: requestID, from: connection)
+            return
+        }
         guard let writer else {
             connection.send(
                 .taskList(scheduler.list(query).map { TaskInfo($0, includingResult: false) }), requestID: requestID)
@@ -1212,8 +1268,8 @@ final class Dispatcher: @unchecked Sendable {
     // MARK: Dispatch
 
     /// Sends every task that can go now, then re-arms the timers.
-    private func pump() {
-        guard phase != .draining || writer == nil, phase != .stoppingWorkers, phase != .stopped else {
+    func pump() {
+        guard phase != .draining || !durable, phase != .stoppingWorkers, phase != .stopped else {
             checkDrained()
             return
         }
@@ -1249,10 +1305,16 @@ final class Dispatcher: @unchecked Sendable {
         if scheduler.strategyFaults > 0 { logStrategyNotices() }
         armDelayTimer()
         scheduleStorePass()
+        if shared != nil { claimIfRoom() }
         checkDrained()
     }
 
     private func deliver(_ outcome: Scheduler<Waiter>.Outcome) {
+        if shared != nil {
+            sharedDeliver(outcome)
+            scheduleStorePass()
+            return
+        }
         switch outcome {
         case .succeeded(let id, let waiters, let result):
             for waiter in waiters { waiter.connection.send(.result(id, result), requestID: waiter.requestID) }
@@ -1334,11 +1396,12 @@ final class Dispatcher: @unchecked Sendable {
 
     /// At the end of this tick, hands the scheduler's changes (and the
     /// acknowledgements that wait for them) to the store writer.
-    private func scheduleStorePass() {
-        guard writer != nil, !storePassScheduled, scheduler.hasChanges || !pendingAcks.isEmpty else { return }
+    func scheduleStorePass() {
+        guard durable, !storePassScheduled, scheduler.hasChanges || !pendingAcks.isEmpty else { return }
         storePassScheduled = true
         loop.execute { [self] in
             storePassScheduled = false
+            if shared != nil { return sharedStorePass() }
             guard let writer else { return }
             let acks = pendingAcks
             pendingAcks = []
@@ -1367,6 +1430,7 @@ final class Dispatcher: @unchecked Sendable {
             let now = wallMillis()
             scheduler.pruneFinished(now: now)
             let cutoff = now - configuration.keepResults.nanoseconds / 1_000_000
+            sharedPrune(before: cutoff)
             writer?.read { try $0.prune(finishedBefore: cutoff) }.whenComplete { [self] result in
                 switch result {
                 case .success(let count) where count > 0: logger.debug("pruned \(count) finished tasks")
@@ -1420,7 +1484,7 @@ final class Dispatcher: @unchecked Sendable {
             ready.fail(ConfigurationError("shut down before every worker started"))
         }
         let timeout = configuration.shutdownTimeout.nanoseconds / 1_000_000_000
-        if writer != nil {
+        if durable {
             logger.info(
                 "shutting down: finishing \(scheduler.runningCount) running tasks (timeout \(timeout) s); \(scheduler.liveCount - scheduler.runningCount) queued or scheduled tasks stay in the store"
             )
@@ -1441,7 +1505,7 @@ final class Dispatcher: @unchecked Sendable {
 
     private func checkDrained() {
         guard phase == .draining else { return }
-        let remaining = writer == nil ? scheduler.liveCount : scheduler.runningCount
+        let remaining = durable ? scheduler.runningCount : scheduler.liveCount
         if remaining == 0 { stopWorkers() }
     }
 
@@ -1473,7 +1537,7 @@ final class Dispatcher: @unchecked Sendable {
         phase = .stopped
         delayTimer?.task.cancel()
         delayTimer = nil
-        if writer != nil {
+        if durable {
             // Everything left stays in the store; tell whoever still waits.
             for (id, waiters) in scheduler.detachAllWaiters() {
                 for waiter in waiters {
@@ -1497,6 +1561,8 @@ final class Dispatcher: @unchecked Sendable {
         if let writer {
             writer.write(scheduler.takeChanges())
             closed = writer.close()
+        } else if shared != nil {
+            closed = closeShared()
         } else {
             closed = loop.makeSucceededVoidFuture()
         }

@@ -129,12 +129,28 @@ public struct HostConfiguration: Sendable {
     /// A connection waiting for results it asked for is not idle.
     public var idleTimeout: TimeAmount? = .minutes(5)
 
+    /// With a PostgreSQL store: how long a host's claim on its tasks lasts
+    /// without a heartbeat; when it runs out, other hosts put those tasks back
+    /// (counting the attempt) and run them (default 30 s).
+    public var leaseDuration: TimeAmount = .seconds(30)
+    /// With a PostgreSQL store: how often a host renews its lease, rescues the
+    /// tasks of hosts whose lease ran out and publishes its status (default 10 s;
+    /// keep it well under `leaseDuration`).
+    public var heartbeatInterval: TimeAmount = .seconds(10)
+    /// With a PostgreSQL store: how often an idle host looks for work without
+    /// being woken, and re-reads tasks its clients wait for, in case a
+    /// notification was lost; also how late a delayed task may start (default 1 s).
+    public var pollInterval: TimeAmount = .seconds(1)
+
     /// Where the host keeps tasks.
     public enum StoreKind: Sendable, Hashable {
         /// In memory only: fastest; nothing survives a restart.
         case memory
         /// SQLite in WAL mode, `tasks.sqlite` in this directory.
         case sqlite(directory: String, sync: SQLiteTaskStore.Sync)
+        /// A queue in PostgreSQL shared by every host given the same database:
+        /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...]`.
+        case postgres(url: String)
     }
 
     public enum PluginSource: Sendable, Hashable {

@@ -56,6 +56,14 @@ public final class SwitchyardHost: Service, Sendable {
         guard configuration.prefetch >= 1 && configuration.prefetch <= 4096 else {
             throw ConfigurationError("prefetch must be between 1 and 4096, not \(configuration.prefetch)")
         }
+        if case .postgres = configuration.store {
+            let lease = configuration.leaseDuration.nanoseconds, beat = configuration.heartbeatInterval.nanoseconds
+            guard beat > 0, configuration.pollInterval.nanoseconds > 0, lease >= 2 * beat else {
+                throw ConfigurationError(
+                    "the lease (--lease) must be at least twice the heartbeat interval (--heartbeat), and both and --poll-interval above 0: a host renews its lease at each heartbeat, and one late heartbeat must not cost it its tasks"
+                )
+            }
+        }
         guard configuration.maxFrameSize >= 1024 && configuration.maxFrameSize <= 1 << 30 else {
             throw ConfigurationError("the frame limit must be between 1 KiB and 1 GiB, not \(configuration.maxFrameSize)")
         }
@@ -113,14 +121,30 @@ public final class SwitchyardHost: Service, Sendable {
         let executable = try configuration.workerExecutable ?? PluginDiscovery.executablePath()
         // Open the store first: a bad data dir fails here, before anything starts.
         var opened: (any TaskStore, [TaskRecord], TaskID)?
-        if case .sqlite(let directory, let sync) = configuration.store {
+        var shared: SharedQueue?
+        switch configuration.store {
+        case .sqlite(let directory, let sync):
             let store = SQLiteTaskStore(directory: directory, sync: sync)
             let (unfinished, maxID) = try store.open()
             opened = (store, unfinished, maxID)
+        case .postgres(let url):
+            let queue = SharedQueue(
+                store: try PostgresTaskQueue(url: url, logger: logger), loop: loop, logger: logger,
+                hostName: Dispatcher.hostName,
+                leaseMillis: configuration.leaseDuration.nanoseconds / 1_000_000,
+                heartbeatMillis: configuration.heartbeatInterval.nanoseconds / 1_000_000,
+                pollMillis: configuration.pollInterval.nanoseconds / 1_000_000)
+            try await queue.start()
+            shared = queue
+        case .memory:
+            break
         }
         let dispatcher = Dispatcher(
             loop: loop, configuration: configuration, logger: logger, executable: executable, pluginFiles: pluginFiles)
         state.withLockedValue { $0.dispatcher = dispatcher }
+        if let shared {
+            try await loop.submit { dispatcher.attachShared(shared) }.get()
+        }
 
         if let (store, unfinished, maxID) = opened {
             try await loop.submit { dispatcher.attachStore(store, unfinished: unfinished, maxID: maxID) }.get()
@@ -162,6 +186,7 @@ public final class SwitchyardHost: Service, Sendable {
         try await loop.submit {
             dispatcher.listenAddress = shown
             dispatcher.markRunning()
+            dispatcher.activateShared()
             // The dispatcher logs each reload's outcome with its trigger; nobody else waits for it.
             watch?.activate { _ = dispatcher.reload(trigger: "watch") }
         }.get()

@@ -41,7 +41,7 @@ struct ServeConfigFile {
         "tls-cert": .value, "tls-key": .value,
         "max-payload-size": .value, "max-handler-name": .value, "max-connections": .value,
         "max-connections-per-address": .value, "max-in-flight": .value, "handshake-timeout": .value,
-        "idle-timeout": .value,
+        "idle-timeout": .value, "lease": .value, "heartbeat": .value, "poll-interval": .value,
     ]
     static let bindingKeys = ["name", "library", "symbol", "signature"]
 

@@ -44,8 +44,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Directory for the server's state: the SQLite store (created if missing).")
     var dataDir: String = "switchyard-data"
 
-    @Option(help: "Where tasks are kept: sqlite (durable, in --data-dir) or memory (fastest; lost on restart).")
+    @Option(
+        help: """
+            Where tasks are kept: sqlite (durable, in --data-dir), memory (fastest; lost on restart), or a \
+            postgres://USER@HOST:PORT/DATABASE URL: a queue shared by every host given that database (docs/DEPLOY.md).
+            """)
     var store: StoreChoice = .sqlite
+
+    @Option(help: "With --store postgres://...: how long this host's claim on its tasks lasts without a heartbeat; then other hosts take them over.")
+    var lease: String = "30s"
+
+    @Option(help: "With --store postgres://...: how often this host renews its lease and rescues the tasks of hosts whose lease ran out.")
+    var heartbeat: String = "10s"
+
+    @Option(help: "With --store postgres://...: how often an idle host looks for work without a notification.")
+    var pollInterval: String = "1s"
 
     @Option(
         help: """
@@ -216,7 +229,8 @@ struct ServeCommand: AsyncParsableCommand {
         for (flag, text) in [
             ("--default-timeout", defaultTimeout), ("--retry-base", retryBase), ("--retry-max", retryMax),
             ("--aging", aging), ("--keep-results", keepResults), ("--handshake-timeout", handshakeTimeout),
-            ("--idle-timeout", idleTimeout),
+            ("--idle-timeout", idleTimeout), ("--lease", lease), ("--heartbeat", heartbeat),
+            ("--poll-interval", pollInterval),
         ] {
             do { _ = try DurationArgument(parsing: text) } catch { throw ValidationError("\(flag): \(error)") }
         }
@@ -295,7 +309,7 @@ struct ServeCommand: AsyncParsableCommand {
             plugins: plugins.map { .directory($0) } ?? .shipped, pluginConfig: pluginConfig,
             maxFrameSize: maxFrameSize, prefetch: prefetch, defaultMaxAttempts: maxAttempts,
             shutdownTimeout: .seconds(Int64(shutdownTimeout)),
-            store: store == .memory ? .memory : .sqlite(directory: dataDir, sync: sync),
+            store: store.kind(dataDir: dataDir, sync: sync),
             maxQueue: maxQueue,
             defaultTimeout: try millis(defaultTimeout) == 0 ? nil : .milliseconds(try millis(defaultTimeout)),
             retry: RetryPolicy(baseMillis: try millis(retryBase), maxMillis: try millis(retryMax), jitter: retryJitter),
@@ -309,6 +323,9 @@ struct ServeCommand: AsyncParsableCommand {
         withStrategies.workerMemoryLimit = workerMemory.flatMap(ByteCount.parse)
         withStrategies.workerCPULimit = workerCpu
         withStrategies.workerEnvironment = workerEnv
+        withStrategies.leaseDuration = .milliseconds(try millis(lease))
+        withStrategies.heartbeatInterval = .milliseconds(try millis(heartbeat))
+        withStrategies.pollInterval = .milliseconds(try millis(pollInterval))
         withStrategies.bindings = bindings
         withStrategies.allowInsecure = insecure
         withStrategies.adminSocket = dataDir + "/switchyard.sock"
@@ -370,8 +387,29 @@ struct ServeCommand: AsyncParsableCommand {
         Int64(clamping: try DurationArgument(parsing: text).milliseconds)
     }
 
-    enum StoreChoice: String, ExpressibleByArgument, CaseIterable {
+    /// `--store`: sqlite, memory, or a PostgreSQL URL.
+    enum StoreChoice: ExpressibleByArgument, Equatable {
         case sqlite, memory
+        case postgres(String)
+
+        init?(argument: String) {
+            switch argument {
+            case "sqlite": self = .sqlite
+            case "memory": self = .memory
+            case let url where PostgresTaskQueue.isURL(url): self = .postgres(url)
+            default: return nil
+            }
+        }
+
+        static var allValueStrings: [String] { ["sqlite", "memory", "postgres://USER@HOST:PORT/DATABASE"] }
+
+        func kind(dataDir: String, sync: SQLiteTaskStore.Sync) -> HostConfiguration.StoreKind {
+            switch self {
+            case .sqlite: .sqlite(directory: dataDir, sync: sync)
+            case .memory: .memory
+            case .postgres(let url): .postgres(url: url)
+            }
+        }
     }
 }
 

@@ -57,6 +57,19 @@ struct StatusCommand: AsyncParsableCommand {
         if let memory = status.workerMemoryLimit { limits.append("memory \(memory >> 20) MiB per worker") }
         if let cpu = status.workerCPULimitSeconds { limits.append("CPU \(cpu) s per task") }
         if !limits.isEmpty { print("worker limits: \(limits.joined(separator: ", "))") }
+        if let hosts = status.hosts {
+            print("\nhosts sharing \(status.store ?? "the queue"):")
+            print(
+                pad("ID", 6) + pad("LISTEN", 22) + pad("WORKERS", 9) + pad("HELD", 7) + pad("RUNNING", 9)
+                    + pad("DONE", 10) + pad("HEARTBEAT", 11) + "NAME")
+            for host in hosts {
+                print(
+                    pad("\(host.id)\(host.isThisHost ? "*" : "")", 6) + pad(host.listen, 22) + pad("\(host.workers)", 9)
+                        + pad("\(host.held)", 7) + pad("\(host.running)", 9) + pad("\(host.succeeded + host.failed)", 10)
+                        + pad(String(format: "%.1f s ago", host.heartbeatAgeSeconds), 11)
+                        + host.name + (host.connected ? "" : " (disconnected)"))
+            }
+        }
         print("\nworkers:")
         print(
             pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("AVG TIME", 11)

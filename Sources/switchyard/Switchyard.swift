@@ -23,7 +23,7 @@ struct SwitchyardCommand: AsyncParsableCommand {
         version: SwitchyardHost.version,
         subcommands: [
             ServeCommand.self, SubmitCommand.self, TaskCommand.self, TasksCommand.self, CancelCommand.self,
-            StatusCommand.self, StrategyCommand.self, ReloadCommand.self, BenchCommand.self,
+            StatusCommand.self, StrategyCommand.self, ReloadCommand.self, BenchCommand.self, MigrateCommand.self,
         ]
     )
 }
