@@ -156,8 +156,10 @@ public final class PostgresTaskQueue: Sendable {
             INSERT INTO switchyard_hosts (name, lease_until) VALUES (\(name), now() + \(leaseMillis) * interval '1 millisecond')
             RETURNING id
             """, logger: logger)
-        for try await id in rows.decode(Int64.self) { return id }
-        throw StoreError("registering this host in \(displayURL) returned no id")
+        var ids: [Int64] = []
+        for try await id in rows.decode(Int64.self) { ids.append(id) }
+        guard let id = ids.first else { throw StoreError("registering this host in \(displayURL) returned no id") }
+        return id
     }
 
     /// Renews the lease of host `id` and stores its summary. False: the row is
@@ -245,7 +247,7 @@ public final class PostgresTaskQueue: Sendable {
 
     /// Removes this host's row (at a clean stop, after releasing its tasks).
     func deregister(host id: Int64) async throws {
-        try await client.query("DELETE FROM switchyard_hosts WHERE id = \(id)", logger: logger)
+        try await execute("DELETE FROM switchyard_hosts WHERE id = \(id)", logger: logger)
     }
 
     /// Every live host's row: id, name, started, last heartbeat, summary.
@@ -379,12 +381,22 @@ public final class PostgresTaskQueue: Sendable {
     /// also gives the task up (`owner = NULL`), so any host may run the retry;
     /// if a cancel was asked for meanwhile, the task ends cancelled instead.
     func apply(host: Int64, _ changes: [StoreChange], now: EpochMillis) async throws -> [TaskID] {
+        // One row per task, its last change (each carries the whole state):
+        // UPDATE ... FROM applies only one of several joined rows, any one.
         var updates: [TaskUpdate] = []
+        var position: [TaskID: Int] = [:]
         updates.reserveCapacity(changes.count)
         for change in changes {
+            let update: TaskUpdate
             switch change {
-            case .update(let update): updates.append(update)
-            case .insert(let record): updates.append(TaskUpdate(record))
+            case .update(let changed): update = changed
+            case .insert(let record): update = TaskUpdate(record)
+            }
+            if let at = position[update.id] {
+                updates[at] = update
+            } else {
+                position[update.id] = updates.count
+                updates.append(update)
             }
         }
         guard !updates.isEmpty else { return [] }
@@ -439,13 +451,13 @@ public final class PostgresTaskQueue: Sendable {
             current += current.count == 1 ? text : "," + text
         }
         payloads.append(current)
-        try await client.query(
+        try await execute(
             "SELECT pg_notify('switchyard', p) FROM unnest(\(payloads)::text[]) AS p", logger: logger)
     }
 
     /// Wakes idle hosts (tasks became claimable without an insert: a rescue).
     func notifyWork() async throws {
-        try await client.query("SELECT pg_notify('switchyard', 'w')", logger: logger)
+        try await execute("SELECT pg_notify('switchyard', 'w')", logger: logger)
     }
 
     /// Gives back tasks host `host` claimed but did not start (at shutdown, or
@@ -453,7 +465,7 @@ public final class PostgresTaskQueue: Sendable {
     /// attempt the claim counted is taken back.
     func release(host: Int64, _ ids: [TaskID]) async throws {
         guard !ids.isEmpty else { return }
-        try await client.query(
+        try await execute(
             """
             UPDATE switchyard_tasks SET owner = NULL, state = 1,
                 attempts = CASE WHEN state = 2 THEN greatest(attempts - 1, 0) ELSE attempts END
@@ -476,6 +488,7 @@ public final class PostgresTaskQueue: Sendable {
 
     func cancel(_ id: TaskID, now: EpochMillis) async throws -> CancelOutcome {
         let raw = Int64(bitPattern: id)
+        var cancelled: [TaskRecord] = []
         for try await row in try await client.query(
             """
             UPDATE switchyard_tasks SET state = 6, finished_at = \(now), error_code = \(Int32(ErrorCode.cancelled.rawValue)),
@@ -484,9 +497,13 @@ public final class PostgresTaskQueue: Sendable {
             RETURNING \(unescaped: Self.columns(""))
             """, logger: logger)
         {
-            try await notifyFinished([id])
-            return .cancelled(try decode(row))
+            cancelled.append(try decode(row))
         }
+        if let record = cancelled.first {
+            try await notifyFinished([id])
+            return .cancelled(record)
+        }
+        var held: [(TaskRecord, Int64?)] = []
         for try await row in try await client.query(
             """
             UPDATE switchyard_tasks SET cancel_requested = true
@@ -494,8 +511,10 @@ public final class PostgresTaskQueue: Sendable {
             RETURNING \(unescaped: Self.columns(""))
             """, logger: logger)
         {
-            let (record, owner) = try decodeWithOwner(row)
-            try await client.query("SELECT pg_notify('switchyard', \("c\(id)"))", logger: logger)
+            held.append(try decodeWithOwner(row))
+        }
+        if let (record, owner) = held.first {
+            try await execute("SELECT pg_notify('switchyard', \("c\(id)"))", logger: logger)
             return .requested(record, owner: owner ?? 0)
         }
         guard let record = try await fetch(id) else { return .unknown }
@@ -558,6 +577,12 @@ public final class PostgresTaskQueue: Sendable {
             count += 1
         }
         return count
+    }
+
+    /// Runs a statement and reads its reply to the end: a reply left unread
+    /// keeps its pooled connection leased (the pool ran dry that way).
+    func execute(_ query: PostgresQuery, logger: Logger) async throws {
+        for try await _ in try await client.query(query, logger: logger) {}
     }
 
     // MARK: - Rows
