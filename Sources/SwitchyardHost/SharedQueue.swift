@@ -86,7 +86,10 @@ final class SharedQueue: @unchecked Sendable {
     /// Starts the pool, migrates, registers this host. Not on the loop.
     func start() async throws {
         let store = self.store
-        runTask = Task { await store.run() }
+        // Detached: a task made here would inherit the service group's graceful
+        // shutdown, and PostgresClient.run() ends at once on it, before this
+        // host has written its last changes and left the hosts table.
+        runTask = Task.detached { await store.run() }
         do {
             let (from, to) = try await store.migrate()
             if from != to {
@@ -334,7 +337,7 @@ final class SharedQueue: @unchecked Sendable {
         let store = self.store
         let loop = self.loop
         // The task ends when `close` cancels it; until then it holds self.
-        listenTask = Task { [self] in
+        listenTask = Task.detached { [self] in
             var attempt = 0
             let clock = ContinuousClock()
             while !Task.isCancelled {

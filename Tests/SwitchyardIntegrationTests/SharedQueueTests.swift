@@ -125,14 +125,26 @@ struct SharedQueueTests {
     @Test("kill -9 of a host mid-run: the tasks it held run on the others after its lease expires, none lost")
     func killedHostIsRescued() async throws {
         let fixture = try await Fixture.make()
-        let a = try await fixture.host("A", sleepMicros: 1_000)
-        let b = try await fixture.host("B", sleepMicros: 1_000)
-        let c = try await fixture.host("C", sleepMicros: 1_000)
-        let count = 3_000
+        // 20 ms tasks: the three hosts run fewer per second than the test
+        // submits, so a queue builds up and C holds a full window when killed.
+        let a = try await fixture.host("A", sleepMicros: 20_000)
+        let b = try await fixture.host("B", sleepMicros: 20_000)
+        let c = try await fixture.host("C", sleepMicros: 20_000)
+        let count = 1_500
         let client = try await a.connect()
-        var ids: [TaskID] = []
-        for index in 0..<count {
-            ids.append(try await client.submitBackground("record", payload: ByteBuffer(string: "\(index)")))
+        let ids = try await withThrowingTaskGroup(of: [(Int, TaskID)].self) { group in
+            for lane in 0..<30 {
+                group.addTask {
+                    var ids: [(Int, TaskID)] = []
+                    for index in stride(from: lane, to: count, by: 30) {
+                        ids.append((index, try await client.submitBackground("record", payload: ByteBuffer(string: "\(index)"))))
+                    }
+                    return ids
+                }
+            }
+            return try await group.reduce(into: [TaskID](repeating: 0, count: count)) { ids, lane in
+                for (index, id) in lane { ids[index] = id }
+            }
         }
         // Kill C once it is running tasks: it holds claimed ones then.
         try await eventually("host C ran 20 tasks") { try fixture.executions().filter { $0.host == "C" }.count >= 20 }
@@ -144,9 +156,16 @@ struct SharedQueueTests {
         }
         // Every task succeeds; any host answers for any task.
         let waiters = [try await a.connect(), try await b.connect()]
-        for (index, id) in ids.enumerated() {
-            let result = try await waiters[index % 2].wait(for: id)
-            #expect(String(buffer: result) == "\(index)")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in 0..<30 {
+                group.addTask {
+                    for index in stride(from: lane, to: count, by: 30) {
+                        let result = try await waiters[index % 2].wait(for: ids[index])
+                        #expect(String(buffer: result) == "\(index)")
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
         let stored = try await TestPostgres.psql(
             fixture.database, "SELECT count(*) FILTER (WHERE state = 3), count(*) FROM switchyard_tasks")
@@ -163,6 +182,7 @@ struct SharedQueueTests {
         let rescued = try await TestPostgres.psql(
             fixture.database, "SELECT count(*) FROM switchyard_tasks WHERE attempts = 2")
         #expect(Int(rescued)! > 0)
+        #expect((a.log + b.log).contains { $0.contains("put back") && !$0.contains("put back 0 of") })
         await a.stop()
         await b.stop()
     }
@@ -178,21 +198,29 @@ struct SharedQueueTests {
         let clients = [try await a.connect(), try await b.connect()]
         // Submit in the background while the database restarts; keep every acknowledged id.
         let submitter = Task { () -> [TaskID: Int] in
-            var acknowledged: [TaskID: Int] = [:]
-            for index in 0..<4_000 {
-                do {
-                    let id = try await clients[index % 2].submitBackground("record", payload: ByteBuffer(string: "\(index)"))
-                    acknowledged[id] = index
-                } catch {
-                    // Refused, never acknowledged: allowed while the database is down.
+            try await withThrowingTaskGroup(of: [TaskID: Int].self) { group in
+                for lane in 0..<20 {
+                    group.addTask {
+                        var acknowledged: [TaskID: Int] = [:]
+                        for index in stride(from: lane, to: 3_000, by: 20) {
+                            do {
+                                let id = try await clients[index % 2].submitBackground(
+                                    "record", payload: ByteBuffer(string: "\(index)"))
+                                acknowledged[id] = index
+                            } catch {
+                                // Refused, never acknowledged: allowed while the database is down.
+                            }
+                        }
+                        return acknowledged
+                    }
                 }
+                return try await group.reduce(into: [:]) { $0.merge($1) { first, _ in first } }
             }
-            return acknowledged
         }
         try await eventually("200 tasks ran") { try fixture.executions().count >= 200 }
         let restart = try await run(Paths.root.appendingPathComponent(".ci/postgres").path, ["restart", directory])
         #expect(restart.status == 0, "restart: \(restart.stderr)")
-        let acknowledged = await submitter.value
+        let acknowledged = try await submitter.value
         try await a.waitForLog { $0.contains("reconnected to") }
         try await b.waitForLog { $0.contains("reconnected to") }
         for (id, index) in acknowledged {
