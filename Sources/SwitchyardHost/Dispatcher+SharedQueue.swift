@@ -457,6 +457,12 @@ extension Dispatcher: SharedQueueDelegate {
         for id in ids where scheduler.handler(of: id) != nil { cancelHeld(id) }
     }
 
+    func sharedQueue(heldInDatabase ids: [TaskID]) -> [TaskID] {
+        // A claim in flight may own tasks not taken in yet: look again next time.
+        guard !claiming else { return [] }
+        return ids.filter { scheduler.handler(of: $0) == nil && unconfirmed[$0] == nil }
+    }
+
     func sharedQueueSummary() -> String {
         let data = (try? JSONEncoder().encode(summary(id: shared?.hostID ?? 0))) ?? Data()
         return String(decoding: data, as: UTF8.self)

@@ -16,6 +16,9 @@ protocol SharedQueueDelegate: AnyObject {
     func sharedQueueLostLease(_ reason: String) -> [TaskID]
     /// Held tasks that another host asked to cancel (the heartbeat's check).
     func sharedQueue(cancelsRequested ids: [TaskID])
+    /// The tasks the database says this host holds (each heartbeat); returns
+    /// those it does not hold, to give back (see `SharedQueue.heartbeat`).
+    func sharedQueue(heldInDatabase ids: [TaskID]) -> [TaskID]
     /// This host's summary for the hosts table (JSON).
     func sharedQueueSummary() -> String
 }
@@ -372,10 +375,11 @@ final class SharedQueue: @unchecked Sendable {
         run { store in
             let beat = try await store.heartbeat(host: host, leaseMillis: lease, summary: summary)
             let rescued = beat.alive ? try await store.rescue(now: now) : []
-            return (beat, rescued)
+            let held = beat.alive ? try await store.held(host: host) : []
+            return (beat, rescued, held)
         }.whenComplete { [self] result in
             switch result {
-            case .success(let (beat, rescued)):
+            case .success(let (beat, rescued, held)):
                 guard beat.alive else {
                     lostLease(
                         "this host's row (host \(host)) is gone from \(store.displayURL): another host found its lease expired and put back the tasks it held"
@@ -386,6 +390,15 @@ final class SharedQueue: @unchecked Sendable {
                 lastHeartbeat = .now()
                 leaseLostReported = false
                 if !beat.cancels.isEmpty { delegate?.sharedQueue(cancelsRequested: beat.cancels) }
+                // A claim whose reply was lost (the connection died after its
+                // commit) left tasks owned here that this host never took in:
+                // give them back, after every change already queued.
+                let stray = delegate?.sharedQueue(heldInDatabase: held) ?? []
+                if !stray.isEmpty {
+                    logger.warning(
+                        "\(stray.count) tasks are held by this host in the database but were never taken in (a claim's reply was lost); giving them back")
+                    release(stray)
+                }
                 reportRescues(rescued)
             case .failure(let error):
                 let silent = (NIODeadline.now() - lastHeartbeat).nanoseconds / 1_000_000

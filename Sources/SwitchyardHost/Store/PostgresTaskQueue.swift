@@ -187,6 +187,18 @@ public final class PostgresTaskQueue: Sendable {
         return (true, cancels)
     }
 
+    /// The unfinished tasks host `id` holds in the database.
+    func held(host id: Int64) async throws -> [TaskID] {
+        var ids: [TaskID] = []
+        for try await taskID in try await client.query(
+            "SELECT id FROM switchyard_tasks WHERE owner = \(id) AND state IN \(unescaped: PostgresSchema.unfinishedStates)",
+            logger: logger
+        ).decode(Int64.self) {
+            ids.append(TaskID(bitPattern: taskID))
+        }
+        return ids
+    }
+
     /// Deletes the rows of hosts whose lease expired and puts their unfinished
     /// tasks back: a task that was claimed (its attempt counted at the claim)
     /// is queued again, or ends dead with WORKER_CRASHED when that was its
