@@ -107,7 +107,7 @@ extension Dispatcher {
             uniqueKey: request.uniqueKey, state: runAt > now ? .scheduled : .queued, attempts: 0,
             maxAttempts: request.maxAttempts ?? scheduler.configuration.defaultMaxAttempts,
             timeoutMillis: request.timeoutMillis ?? scheduler.configuration.defaultTimeoutMillis, runAt: runAt,
-            createdAt: now)
+            createdAt: now, submitter: connection.identity?.name)
         let background = request.background
         shared.submit(record) { [self] result in
             switch result {

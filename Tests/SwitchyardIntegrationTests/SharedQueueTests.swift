@@ -282,6 +282,37 @@ struct SharedQueueTests {
         await b.stop()
     }
 
+    @Test("with --auth on every host: a submit token cancels only its own tasks, from any host; an admin any")
+    func cancelRolesAcrossHosts() async throws {
+        let fixture = try await Fixture.make()
+        let auth = try TestTokens.file(in: fixture.directory)
+        let a = try await fixture.host("A", extra: ["--auth", auth])
+        let b = try await fixture.host("B", extra: ["--auth", auth])
+        let later = SubmitOptions(delay: .seconds(3600))
+        // Submitted on A; the submitter's fingerprint goes into the database with the task.
+        let mine = try await a.connect(token: TestTokens.submit).submitBackground(
+            "record", payload: ByteBuffer(), options: later)
+        let theirs = try await b.connect(token: TestTokens.otherSubmit).submitBackground(
+            "record", payload: ByteBuffer(), options: later)
+
+        // On B, another submit token may not cancel it; B read the submitter from the database.
+        let otherOnB = try await b.connect(token: TestTokens.otherSubmit)
+        await expectRefusal(.forbidden, mentioning: "task \(mine) was submitted by another client") {
+            _ = try await otherOnB.cancel(mine)
+        }
+        let adminOnA = try await a.connect(token: TestTokens.admin)
+        #expect(try await adminOnA.taskInfo(mine).state == .scheduled, "the refused cancel changed nothing")
+
+        // Its own submitter may, through the other host; an admin may cancel anyone's.
+        #expect(try await b.connect(token: TestTokens.submit).cancel(mine).state == .cancelled)
+        #expect(try await adminOnA.cancel(theirs).state == .cancelled)
+        let stamped = try await TestPostgres.psql(
+            fixture.database, "SELECT count(DISTINCT submitter), count(*) FILTER (WHERE submitter IS NULL) FROM switchyard_tasks")
+        #expect(stamped == "2|0", "two tasks, two submitters, both stored")
+        await a.stop()
+        await b.stop()
+    }
+
     @Test("schema: migrate creates it once; a host refuses a schema newer than it knows")
     func schemaVersions() async throws {
         let database = try await TestPostgres.freshDatabase()

@@ -49,7 +49,9 @@ struct PostgresSchema: Sendable {
     /// `switchyard_tasks` has the columns of the SQLite store plus `owner`
     /// (the id of the host holding the task, NULL while no host does) and
     /// `cancel_requested` (a cancel asked on another host while this one runs
-    /// it). Keys are `bytea`, so any bytes round-trip; ids come from the
+    /// it). `submitter`, as in SQLite's version 2, is the fingerprint of the
+    /// token that submitted the task (NULL without `--auth`): every host
+    /// checks it before a `submit`-role client cancels. Keys are `bytea`, so any bytes round-trip; ids come from the
     /// table's sequence, shared by every host.
     ///
     /// Indexes, one per reader:
@@ -91,7 +93,8 @@ struct PostgresSchema: Sendable {
             owner bigint,
             cancel_requested boolean NOT NULL DEFAULT false,
             payload bytea NOT NULL,
-            result bytea
+            result bytea,
+            submitter text
         )
         """,
         """

@@ -309,18 +309,19 @@ public final class PostgresTaskQueue: Sendable {
         let rows = try await client.query(
             """
             INSERT INTO switchyard_tasks (id, state, handler, priority, key, unique_key, attempts, max_attempts,
-                timeout_ms, run_at, created_at, started_at, finished_at, payload)
+                timeout_ms, run_at, created_at, started_at, finished_at, payload, submitter)
             SELECT u.id, u.state, u.handler, u.priority, CASE WHEN u.has_key THEN u.key END,
                 CASE WHEN u.has_unique THEN u.unique_key END, 0, u.max_attempts, u.timeout_ms, u.run_at, u.created_at,
-                0, 0, u.payload
+                0, 0, u.payload, CASE WHEN u.has_submitter THEN u.submitter END
             FROM unnest(\(ids)::bigint[], \(tasks.map { Int16($0.state.rawValue) })::smallint[],
                 \(tasks.map(\.handler))::text[], \(tasks.map(\.priority))::integer[], \(keys)::bytea[],
                 \(tasks.map { $0.key != nil })::boolean[], \(uniqueKeys)::bytea[],
                 \(tasks.map { $0.uniqueKey != nil })::boolean[], \(tasks.map { Int32($0.maxAttempts) })::integer[],
                 \(tasks.map { Int64($0.timeoutMillis) })::bigint[], \(tasks.map(\.runAt))::bigint[],
-                \(tasks.map(\.createdAt))::bigint[], \(tasks.map(\.payload))::bytea[])
+                \(tasks.map(\.createdAt))::bigint[], \(tasks.map(\.payload))::bytea[],
+                \(tasks.map { $0.submitter ?? "" })::text[], \(tasks.map { $0.submitter != nil })::boolean[])
                 AS u(id, state, handler, priority, key, has_key, unique_key, has_unique, max_attempts, timeout_ms,
-                    run_at, created_at, payload)
+                    run_at, created_at, payload, submitter, has_submitter)
             ON CONFLICT DO NOTHING
             RETURNING id
             """, logger: logger)
@@ -557,16 +558,16 @@ public final class PostgresTaskQueue: Sendable {
         guard query.limit > 0 else { return [] }
         var sql = PostgresQuery(
             unsafeSQL: "SELECT \(Self.columns("")) FROM switchyard_tasks WHERE id > $1")
-        try sql.binds.append(Int64(bitPattern: query.afterID))
+        sql.binds.append(Int64(bitPattern: query.afterID))
         if let state = query.state {
-            try sql.binds.append(Int16(state.rawValue))
+            sql.binds.append(Int16(state.rawValue))
             sql.sql += " AND state = $\(sql.binds.count)"
         }
         if let handler = query.handler {
-            try sql.binds.append(handler)
+            sql.binds.append(handler)
             sql.sql += " AND handler = $\(sql.binds.count)"
         }
-        try sql.binds.append(Int64(query.limit))
+        sql.binds.append(Int64(query.limit))
         sql.sql += " ORDER BY id LIMIT $\(sql.binds.count)"
         var records: [TaskRecord] = []
         for try await row in try await client.query(sql, logger: logger) {
@@ -605,7 +606,7 @@ public final class PostgresTaskQueue: Sendable {
         return [
             "id", "state", "handler", "priority", "key", "unique_key", "attempts", "max_attempts", "timeout_ms",
             "run_at", "created_at", "started_at", "finished_at", "error_code", "error_message", "payload", "result",
-            "owner",
+            "owner", "submitter",
         ].map { prefix + $0 }.joined(separator: ", ")
     }
 
@@ -622,11 +623,11 @@ public final class PostgresTaskQueue: Sendable {
     func decodeWithOwner(_ row: PostgresRow) throws -> (record: TaskRecord, owner: Int64?) {
         let (
             id, state, handler, priority, key, uniqueKey, attempts, maxAttempts, timeout, runAt, createdAt,
-            startedAt, finishedAt, errorCode, errorMessage, payload, result, owner
+            startedAt, finishedAt, errorCode, errorMessage, payload, result, owner, submitter
         ) = try row.decode(
             (
                 Int64, Int16, String, Int32, ByteBuffer?, ByteBuffer?, Int32, Int32, Int64, Int64, Int64, Int64,
-                Int64, Int32?, String?, ByteBuffer, ByteBuffer?, Int64?
+                Int64, Int32?, String?, ByteBuffer, ByteBuffer?, Int64?, String?
             ).self)
         let taskID = TaskID(bitPattern: id)
         guard let taskState = TaskState(rawValue: UInt8(clamping: state)), state >= 0, state <= 255 else {
@@ -640,7 +641,7 @@ public final class PostgresTaskQueue: Sendable {
             attempts: UInt32(clamping: attempts), maxAttempts: UInt32(clamping: maxAttempts),
             timeoutMillis: UInt32(clamping: timeout), runAt: runAt, createdAt: createdAt, startedAt: startedAt,
             finishedAt: finishedAt, errorCode: errorCode.map { ErrorCode(rawValue: UInt16(clamping: $0)) },
-            errorMessage: errorMessage, result: result)
+            errorMessage: errorMessage, result: result, submitter: submitter)
         return (record, owner)
     }
 }
