@@ -328,6 +328,23 @@ struct SharedQueueTests {
         #expect(refused.stderr.contains("has Switchyard schema version 2"), "\(refused.stderr)")
         #expect(refused.stderr.contains("knows versions up to 1"))
     }
+
+    @Test("a database that is not there: migrate and serve stop with PostgreSQL's reason, not the pool's")
+    func missingDatabaseIsNamed() async throws {
+        let fresh = try await TestPostgres.freshDatabase()
+        let missing = fresh.replacingOccurrences(of: "switchyard_test_", with: "switchyard_missing_")
+        let name = String(missing.split(separator: "/").last!.split(separator: "?").first!)
+        let migrate = try await run(Paths.switchyard, ["migrate", missing])
+        #expect(migrate.status == 2)
+        #expect(migrate.stderr.contains("database \"\(name)\" does not exist"), "\(migrate.stderr)")
+        let data = try TemporaryDirectory()
+        let serve = try await run(
+            Paths.switchyard,
+            ["serve", "--listen", "127.0.0.1:0", "--workers", "1", "--data-dir", data.path, "--store", missing])
+        #expect(serve.status == 2)
+        #expect(serve.stderr.contains("connecting to"), "\(serve.stderr)")
+        #expect(serve.stderr.contains("database \"\(name)\" does not exist"), "\(serve.stderr)")
+    }
 }
 
 /// Returns once `condition` holds, checking it every 10 ms (it reads a file or

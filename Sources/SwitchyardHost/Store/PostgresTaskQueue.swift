@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOSSL
 import PostgresNIO
 import SwitchyardCore
 
@@ -23,6 +24,8 @@ public final class PostgresTaskQueue: Sendable {
     /// The URL as given, for messages (the password is never shown).
     public let displayURL: String
     let client: PostgresClient
+    /// The same settings for one connection outside the pool (`probe`).
+    let probeConfiguration: PostgresConnection.Configuration
     let logger: Logger
     let schema: PostgresSchema
     static let channel = "switchyard"
@@ -34,7 +37,8 @@ public final class PostgresTaskQueue: Sendable {
     }
 
     init(url: String, logger: Logger, schema: PostgresSchema) throws {
-        let (configuration, display) = try Self.configuration(parsing: url)
+        let (configuration, probeConfiguration, display) = try Self.configuration(parsing: url)
+        self.probeConfiguration = probeConfiguration
         self.displayURL = display
         self.logger = logger
         self.schema = schema
@@ -46,7 +50,9 @@ public final class PostgresTaskQueue: Sendable {
         text.hasPrefix("postgres://") || text.hasPrefix("postgresql://")
     }
 
-    static func configuration(parsing url: String) throws -> (PostgresClient.Configuration, String) {
+    static func configuration(
+        parsing url: String
+    ) throws -> (PostgresClient.Configuration, PostgresConnection.Configuration, String) {
         func bad(_ why: String) -> StoreError {
             StoreError(
                 "--store \(url.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression)): \(why); "
@@ -76,8 +82,18 @@ public final class PostgresTaskQueue: Sendable {
         // One for LISTEN, one for writes, one for claims, one for reads.
         configuration.options.maximumConnections = 6
         configuration.options.keepAliveBehavior = .init(frequency: .seconds(10))
+        let probeTLS: PostgresConnection.Configuration.TLS
+        switch sslmode {
+        case "disable": probeTLS = .disable
+        case "require": probeTLS = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        default: probeTLS = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
+        var probe = PostgresConnection.Configuration(
+            host: host, port: components.port ?? 5432, username: user, password: components.password,
+            database: database, tls: probeTLS)
+        probe.options.connectTimeout = .seconds(5)
         let display = "postgres://\(user)@\(host):\(components.port ?? 5432)/\(database) (sslmode=\(sslmode))"
-        return (configuration, display)
+        return (configuration, probe, display)
     }
 
     /// For logs and status.
@@ -107,12 +123,27 @@ public final class PostgresTaskQueue: Sendable {
     @discardableResult
     public func migrate() async throws -> (from: Int32, to: Int32) {
         do {
+            try await probe()
+        } catch {
+            throw describe(error, doing: "connecting to")
+        }
+        do {
             return try await schema.migrate(client, logger: logger, describe: "the database \(displayURL)")
         } catch let error as StoreError {
             throw error
         } catch {
             throw describe(error, doing: "migrating the schema of")
         }
+    }
+
+    /// Opens one connection outside the pool and closes it again. The pool
+    /// retries a connection that fails for about a minute and then says only
+    /// that it gave up; one plain connection fails at once with the cause:
+    /// refused, no such database or user, a wrong password, no TLS.
+    func probe() async throws {
+        let connection = try await PostgresConnection.connect(
+            configuration: probeConfiguration, id: 0, logger: logger)
+        try await connection.close()
     }
 
     /// Runs the pool just long enough to migrate (`switchyard migrate`).
@@ -139,6 +170,11 @@ public final class PostgresTaskQueue: Sendable {
                 let message = server[.message] ?? "?"
                 let code = server[.sqlState] ?? "?"
                 return StoreError("\(operation) \(displayURL) failed: PostgreSQL said \(message) (SQLSTATE \(code))")
+            }
+            if psql.code == .sslUnsupported {
+                return StoreError(
+                    "\(operation) \(displayURL) failed: the server does not offer TLS, and the URL says sslmode=require; "
+                        + "enable ssl on the server, or use sslmode=prefer or sslmode=disable on a trusted network")
             }
             return StoreError(
                 "\(operation) \(displayURL) failed: \(psql.code) \(psql.underlying.map { "(\($0))" } ?? ""); "
