@@ -589,33 +589,26 @@ final class Dispatcher: @unchecked Sendable {
             body(record)
             return
         }
-        if shared != nil {
-            sharedRecord(id) { [self] result in
-                switch result {
-                case .success(let record?): body(record)
-                case .success(nil): connection.send(unknownTask(id), requestID: requestID)
-                case .failure(let error):
-                    connection.send(
-                        .error(.internalError, taskID: id, message: "cannot read task \(id) from the shared queue: \(error)"),
-                        requestID: requestID)
-                }
+        // Either store answers the same way: the record, UNKNOWN_TASK, or the read's failure.
+        let deliver = { (result: Result<TaskRecord?, Error>, store: String) in
+            switch result {
+            case .success(let record?): body(record)
+            case .success(nil): connection.send(self.unknownTask(id), requestID: requestID)
+            case .failure(let error):
+                connection.send(
+                    .error(.internalError, taskID: id, message: "cannot read task \(id) from \(store): \(error)"),
+                    requestID: requestID)
             }
+        }
+        if shared != nil {
+            sharedRecord(id) { deliver($0, "the shared queue") }
             return
         }
         guard let writer else {
             connection.send(unknownTask(id), requestID: requestID)
             return
         }
-        writer.read { try $0.fetch(id) }.whenComplete { [self] result in
-            switch result {
-            case .success(let record?): body(record)
-            case .success(nil): connection.send(unknownTask(id), requestID: requestID)
-            case .failure(let error):
-                connection.send(
-                    .error(.internalError, taskID: id, message: "cannot read task \(id) from the store: \(error)"),
-                    requestID: requestID)
-            }
-        }
+        writer.read { try $0.fetch(id) }.whenComplete { deliver($0, "the store") }
     }
 
     private func submit(_ request: SubmitRequest, requestID: UInt32, from connection: ClientConnection) {
