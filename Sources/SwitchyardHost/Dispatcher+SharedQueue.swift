@@ -41,18 +41,24 @@ extension Dispatcher {
         let every = TimeAmount.milliseconds(shared.pollMillis)
         loop.scheduleRepeatedTask(initialDelay: every, delay: every) { [self] _ in
             guard phase == .running else { return }
-            claimIfRoom()
+            claimIfRoom(woken: true)
             recheckWaiters(olderThan: .milliseconds(shared.pollMillis * 2))
         }
-        claimIfRoom()
+        claimIfRoom(woken: true)
     }
 
     // MARK: Claims
 
     /// Claims as many runnable tasks as the ready workers have room for: half
     /// their windows at least, unless nothing is queued here (then any room).
-    func claimIfRoom() {
-        guard let shared, shared.isConnected, phase == .running else { return }
+    /// `woken`: there may be new runnable tasks in the database (else it
+    /// claims only while the last claim found as many as it asked for).
+    func claimIfRoom(woken: Bool = false) {
+        if woken {
+            mayHaveWork = true
+            wakes &+= 1
+        }
+        guard let shared, shared.isConnected, phase == .running, mayHaveWork else { return }
         guard !claiming else {
             claimAgain = true
             return
@@ -64,6 +70,7 @@ extension Dispatcher {
         guard !handlers.isEmpty else { return }
         claiming = true
         claimAgain = false
+        let wakesBefore = wakes
         let host = shared.hostID
         shared.run { try await $0.claim(host: host, limit: room, handlers: handlers, now: wallMillis()) }
             .whenComplete { [self] result in
@@ -71,7 +78,11 @@ extension Dispatcher {
                 switch result {
                 case .success(let records):
                     adopt(records)
-                    if records.count == room { claimAgain = true }
+                    if records.count == room {
+                        claimAgain = true
+                    } else if wakes == wakesBefore {
+                        mayHaveWork = false
+                    }
                     pump()
                     if claimAgain { claimIfRoom() }
                 case .failure(let error):
@@ -428,7 +439,7 @@ extension Dispatcher: SharedQueueDelegate {
         guard let kind = payload.first else { return }
         switch kind {
         case "w":
-            claimIfRoom()
+            claimIfRoom(woken: true)
         case "d":
             answerFinished(payload.dropFirst().split(separator: ",").compactMap { TaskID($0) })
         case "c":
@@ -440,7 +451,7 @@ extension Dispatcher: SharedQueueDelegate {
 
     func sharedQueueListening() {
         // Anything sent while LISTEN was down is lost: look again.
-        claimIfRoom()
+        claimIfRoom(woken: true)
         recheckWaiters(olderThan: .zero)
     }
 

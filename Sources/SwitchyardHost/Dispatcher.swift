@@ -130,6 +130,14 @@ final class Dispatcher: @unchecked Sendable {
     var recentlyFinished: Set<TaskID> = []
     var claiming = false
     var claimAgain = false
+    /// False once a claim found fewer runnable tasks than it asked for: until
+    /// something says there may be more (`claimIfRoom(woken: true)`: a
+    /// notification, the poll, a new LISTEN), a freed worker slot claims
+    /// nothing. Else every claim's completion pumped, and every pump claimed:
+    /// an idle host ran about 1,000 empty claims a second.
+    var mayHaveWork = true
+    /// Counts wake-ups, so a claim knows whether one came while it ran.
+    var wakes: UInt64 = 0
     /// How this host is named in the shared queue's hosts table.
     var sharedHostName: String { Self.hostName }
     /// "MACHINE pid PID".

@@ -477,11 +477,17 @@ public final class PostgresTaskQueue: Sendable {
             """, logger: logger)
         var written = Set<Int64>()
         var finished: [Int64] = []
+        var givenBack = false
         for try await (id, state) in rows.decode((Int64, Int16).self) {
             written.insert(id)
-            if TaskState(rawValue: UInt8(clamping: state))?.isFinal == true { finished.append(id) }
+            let state = TaskState(rawValue: UInt8(clamping: state))
+            if state?.isFinal == true { finished.append(id) }
+            if state == .failed || state == .scheduled { givenBack = true }
         }
         try await notifyFinished(finished.map { TaskID(bitPattern: $0) })
+        // A retry given back is claimable (at once, or at its run-at time):
+        // hosts that found nothing to claim look again.
+        if givenBack { try await notifyWork() }
         return ids.filter { !written.contains($0) }.map { TaskID(bitPattern: $0) }
     }
 
