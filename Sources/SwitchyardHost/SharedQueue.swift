@@ -259,12 +259,32 @@ final class SharedQueue: @unchecked Sendable {
 
     /// Runs `body` in a task until it succeeds or fails for a reason other
     /// than the database being out of reach; backs off between tries.
+    ///
+    /// A try that has not ended after the lease (5 s at least) is given up
+    /// and tried again: after PostgreSQL restarted under load, a statement's
+    /// reply sometimes never came, neither rows nor an error, and every later
+    /// write of this host queued behind it for ever (its heartbeat went on, so
+    /// no other host took its tasks over). A late reply of the abandoned try
+    /// is ignored; running the group twice is safe (same task ids; changes
+    /// only while this host owns the task).
     private func writeGroup<T: Sendable>(
         attempt: Int, _ body: @escaping @Sendable () async throws -> T,
         completion: @escaping (Result<T, Error>) -> Void
     ) {
+        var ended = false
+        let limit = max(leaseMillis, 5_000)
+        let watchdog = loop.scheduleTask(in: .milliseconds(limit)) { [self] in
+            guard !ended else { return }
+            ended = true
+            logger.warning(
+                "a write to \(store.displayURL) got no reply in \(limit) ms; writing it again (the same task ids: nothing is stored twice)")
+            writeGroup(attempt: attempt + 1, body, completion: completion)
+        }
         let future = loop.makeFutureWithTask { try await body() }
         future.whenComplete { [self] result in
+            guard !ended else { return }
+            ended = true
+            watchdog.cancel()
             switch result {
             case .success:
                 markConnected()
