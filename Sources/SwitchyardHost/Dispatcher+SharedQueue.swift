@@ -76,19 +76,36 @@ extension Dispatcher {
             .whenComplete { [self] result in
                 claiming = false
                 switch result {
-                case .success(let records):
-                    adopt(records)
-                    if records.count == room {
+                case .success(let claim):
+                    adopt(claim.records)
+                    if claim.records.count == room {
                         claimAgain = true
                     } else if wakes == wakesBefore {
                         mayHaveWork = false
                     }
+                    if let due = claim.nextRunAt { wake(at: due) }
                     pump()
                     if claimAgain { claimIfRoom() }
                 case .failure(let error):
                     logger.debug("claim failed: \(SharedQueue.brief(error))")
                 }
             }
+    }
+
+    /// Claims again when a delayed task in the database comes due, if that is
+    /// sooner than the poll: no notification says so, and an idle host claims
+    /// only when woken.
+    private func wake(at due: EpochMillis) {
+        guard let shared else { return }
+        let delay = max(0, due - wallMillis())
+        guard delay < shared.pollMillis else { return }
+        if let pending = dueWake, pending.at <= due { return }
+        dueWake?.task.cancel()
+        let task = loop.scheduleTask(in: .milliseconds(delay)) { [self] in
+            dueWake = nil
+            claimIfRoom(woken: true)
+        }
+        dueWake = (due, task)
     }
 
     /// Takes claimed tasks into the local scheduler. The claim counted their

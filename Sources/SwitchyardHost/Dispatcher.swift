@@ -136,6 +136,9 @@ final class Dispatcher: @unchecked Sendable {
     /// nothing. Else every claim's completion pumped, and every pump claimed:
     /// an idle host ran about 1,000 empty claims a second.
     var mayHaveWork = true
+    /// A wake-up set for when the next delayed task in the database comes due
+    /// (sooner than the poll), and that time.
+    var dueWake: (at: EpochMillis, task: Scheduled<Void>)?
     /// Counts wake-ups, so a claim knows whether one came while it ran.
     var wakes: UInt64 = 0
     /// How this host is named in the shared queue's hosts table.

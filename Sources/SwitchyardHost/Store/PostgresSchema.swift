@@ -101,6 +101,12 @@ struct PostgresSchema: Sendable {
         CREATE INDEX switchyard_tasks_claimable ON switchyard_tasks (priority DESC, id)
             WHERE owner IS NULL AND state IN \(claimableStates)
         """,
+        // When the next delayed task comes due (a host that found nothing to
+        // claim sets a timer for it).
+        """
+        CREATE INDEX switchyard_tasks_due ON switchyard_tasks (run_at)
+            WHERE owner IS NULL AND state IN \(claimableStates)
+        """,
         """
         CREATE UNIQUE INDEX switchyard_tasks_live_unique ON switchyard_tasks (unique_key)
             WHERE unique_key IS NOT NULL AND state IN \(unfinishedStates)

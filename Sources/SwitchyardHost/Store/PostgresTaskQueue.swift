@@ -398,8 +398,15 @@ public final class PostgresTaskQueue: Sendable {
     /// first, oldest first within one: they become `running` with the attempt
     /// counted and `owner = host`. Rows another host is claiming at the same
     /// moment are skipped, not waited for.
-    func claim(host: Int64, limit: Int, handlers: [String], now: EpochMillis) async throws -> [TaskRecord] {
-        guard limit > 0 else { return [] }
+    /// What a claim took, and, when it took fewer than it asked for, when the
+    /// next task it could take comes due (nil: none is waiting).
+    struct Claim {
+        var records: [TaskRecord]
+        var nextRunAt: EpochMillis?
+    }
+
+    func claim(host: Int64, limit: Int, handlers: [String], now: EpochMillis) async throws -> Claim {
+        guard limit > 0 else { return Claim(records: [], nextRunAt: nil) }
         let rows = try await client.query(
             """
             WITH picked AS (
@@ -418,7 +425,20 @@ public final class PostgresTaskQueue: Sendable {
         records.reserveCapacity(limit)
         for try await row in rows { records.append(try decode(row)) }
         records.sort { ($0.priority, -Int64(bitPattern: $0.id)) > ($1.priority, -Int64(bitPattern: $1.id)) }
-        return records
+        guard records.count < limit else { return Claim(records: records, nextRunAt: nil) }
+        // Short: nothing else is runnable now. Delayed tasks and retries come
+        // due without a notification, so say when the next one does.
+        var nextRunAt: EpochMillis?
+        for try await due in try await client.query(
+            """
+            SELECT min(run_at) FROM switchyard_tasks
+            WHERE owner IS NULL AND state IN \(unescaped: PostgresSchema.claimableStates) AND run_at > \(now)
+                AND handler = ANY(\(handlers)::text[])
+            """, logger: logger
+        ).decode(Int64?.self) {
+            nextRunAt = due
+        }
+        return Claim(records: records, nextRunAt: nextRunAt)
     }
 
     /// Writes the changes of tasks host `host` holds, in one statement, and
