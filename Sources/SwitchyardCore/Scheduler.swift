@@ -171,6 +171,14 @@ public struct Scheduler<Waiter> {
 
         var handler: HandlerID { HandlerID(handlerIndex) }
 
+        /// What a strategy sees of the task's next attempt. A method, so
+        /// `live[id]!.candidate(id:)` reads the fields in one borrowed access.
+        func candidate(id: TaskID) -> DispatchCandidate {
+            DispatchCandidate(
+                taskID: id, handler: handler, priority: record.priority, attempt: record.attempts + 1,
+                payloadSize: record.payload.readableBytes, key: record.key)
+        }
+
         init(record: TaskRecord, handler: HandlerID, waiters: [Waiter] = []) {
             self.record = record
             self.waiters = waiters
@@ -456,9 +464,7 @@ public struct Scheduler<Waiter> {
     /// Asks the task's strategy for a worker; a faulty answer is counted and
     /// replaced by round-robin. Nil: the strategy holds it, or nobody has room.
     private mutating func place(_ id: TaskID, handler: HandlerID) -> Int? {
-        let candidate = DispatchCandidate(
-            taskID: id, handler: handler, priority: live[id]!.record.priority, attempt: live[id]!.record.attempts + 1,
-            payloadSize: live[id]!.record.payload.readableBytes, key: live[id]!.record.key)
+        let candidate = live[id]!.candidate(id: id)
         let scope: StrategyScope = handlerStrategies[handler] == nil ? .default : .handler(handler)
         var chosen: Int?
         switch scope {
@@ -486,7 +492,7 @@ public struct Scheduler<Waiter> {
     private mutating func dispatch(_ id: TaskID, handler: HandlerID, to slot: Int, nanos: UInt64, now: EpochMillis) -> Step {
         // Changed in place: a copy of the record, changed and written back, costs
         // a retain and a release of each of its references.
-        live[id]!.record.markRunning(now: now)
+        let (attempt, priority, payload) = live[id]!.record.markRunning(now: now)
         if workers[slot].inFlight.isEmpty { workers[slot].busySinceNanos = nanos }
         workers[slot].inFlight.append(id)
         changes.update(live[id]!.record)
@@ -494,8 +500,7 @@ public struct Scheduler<Waiter> {
         return .dispatch(
             Dispatch(
                 taskID: id, slot: slot, localHandlerIndex: UInt16(workers[slot].localHandlerIndex[handler]),
-                attempt: live[id]!.record.attempts, priority: live[id]!.record.priority,
-                payload: live[id]!.record.payload))
+                attempt: attempt, priority: priority, payload: payload))
     }
 
     /// The worker in `slot` finished an attempt of task `id`. Returns nil when
@@ -979,10 +984,11 @@ public struct CanaryRoute: Sendable {
 }
 
 extension TaskRecord {
-    /// Starts an attempt.
-    fileprivate mutating func markRunning(now: EpochMillis) {
+    /// Starts an attempt; returns what the worker is sent.
+    fileprivate mutating func markRunning(now: EpochMillis) -> (attempt: UInt32, priority: Int32, payload: ByteBuffer) {
         state = .running
         attempts += 1
         startedAt = now
+        return (attempts, priority, payload)
     }
 }
