@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// The shipped handler plugins written in C: each is its own `.so`, built by the
@@ -32,6 +32,14 @@ var package = Package(
         .library(name: "SwitchyardClient", targets: ["SwitchyardClient"]),
         .library(name: "SwitchyardPluginSDK", targets: ["SwitchyardPluginSDK"]),
         .library(name: "swyplugin-wordcount", type: .dynamic, targets: ["PluginWordcount"]),
+    ],
+    // `--store postgres://` (several hosts sharing one queue) needs postgres-nio and swift-crypto,
+    // about a third of a clean build. On by default; an embedder that keeps its tasks in SQLite or in
+    // memory can leave it out (`traits: []` on the dependency, or `swift build --disable-default-traits`),
+    // and so do the CI builds that never use it (.ci/sanitize, bench/peers/run).
+    traits: [
+        .trait(name: "PostgreSQL", description: "The PostgreSQL shared queue: serve --store postgres://, switchyard migrate."),
+        .default(enabledTraits: ["PostgreSQL"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -83,7 +91,7 @@ var package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["PostgreSQL"])),
             ],
             swiftSettings: uncheckedExclusivity
         ),

@@ -1,3 +1,4 @@
+#if PostgreSQL
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -496,3 +497,4 @@ extension Dispatcher: SharedQueueDelegate {
         return String(decoding: data, as: UTF8.self)
     }
 }
+#endif

@@ -151,6 +151,20 @@ public struct HostConfiguration: Sendable {
         /// A queue in PostgreSQL shared by every host given the same database:
         /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=...]`.
         case postgres(url: String)
+
+        /// `postgres://` or `postgresql://` URLs, as libpq writes them.
+        public static func isPostgresURL(_ text: String) -> Bool {
+            text.hasPrefix("postgres://") || text.hasPrefix("postgresql://")
+        }
+
+        /// Whether this build has the PostgreSQL shared queue (the `PostgreSQL` package trait, on by default).
+        public static var postgresBuilt: Bool {
+            #if PostgreSQL
+            true
+            #else
+            false
+            #endif
+        }
     }
 
     public enum PluginSource: Sendable, Hashable {
@@ -233,4 +247,8 @@ extension HostConfiguration {
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }
+
+    /// A postgres:// store asked of a build without the `PostgreSQL` trait.
+    public static let postgresNotBuilt = ConfigurationError(
+        "this switchyard was built without the PostgreSQL shared queue (the package's `PostgreSQL` trait was off); build it with the default traits (`swift build`) to use --store postgres:// or `switchyard migrate`")
 }

@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Logging
 import NIOCore
 import PostgresNIO
@@ -467,3 +468,4 @@ final class SharedQueue: @unchecked Sendable {
         }
     }
 }
+#endif

@@ -57,6 +57,7 @@ public final class SwitchyardHost: Service, Sendable {
             throw ConfigurationError("prefetch must be between 1 and 4096, not \(configuration.prefetch)")
         }
         if case .postgres = configuration.store {
+            guard HostConfiguration.StoreKind.postgresBuilt else { throw ConfigurationError.postgresNotBuilt }
             let lease = configuration.leaseDuration.nanoseconds, beat = configuration.heartbeatInterval.nanoseconds
             guard beat > 0, configuration.pollInterval.nanoseconds > 0, lease >= 2 * beat else {
                 throw ConfigurationError(
@@ -128,6 +129,7 @@ public final class SwitchyardHost: Service, Sendable {
             let (unfinished, maxID) = try store.open()
             opened = (store, unfinished, maxID)
         case .postgres(let url):
+            #if PostgreSQL
             let queue = SharedQueue(
                 store: try PostgresTaskQueue(url: url, logger: logger), loop: loop, logger: logger,
                 hostName: Dispatcher.hostName,
@@ -136,15 +138,21 @@ public final class SwitchyardHost: Service, Sendable {
                 pollMillis: configuration.pollInterval.nanoseconds / 1_000_000)
             try await queue.start()
             shared = queue
+            #else
+            _ = url
+            throw ConfigurationError.postgresNotBuilt
+            #endif
         case .memory:
             break
         }
         let dispatcher = Dispatcher(
             loop: loop, configuration: configuration, logger: logger, executable: executable, pluginFiles: pluginFiles)
         state.withLockedValue { $0.dispatcher = dispatcher }
+        #if PostgreSQL
         if let shared {
             try await loop.submit { dispatcher.attachShared(shared) }.get()
         }
+        #endif
 
         if let (store, unfinished, maxID) = opened {
             try await loop.submit { dispatcher.attachStore(store, unfinished: unfinished, maxID: maxID) }.get()

@@ -19,7 +19,7 @@ struct MigrateCommand: AsyncParsableCommand {
     var url: String
 
     func validate() throws {
-        guard PostgresTaskQueue.isURL(url) else {
+        guard HostConfiguration.StoreKind.isPostgresURL(url) else {
             throw ValidationError("expected a postgres:// URL, e.g. postgres://switchyard@db.example:5432/switchyard")
         }
     }
@@ -28,12 +28,18 @@ struct MigrateCommand: AsyncParsableCommand {
         var logger = Logger(label: "switchyard")
         logger.logLevel = .warning
         do {
+            #if PostgreSQL
             let queue = try PostgresTaskQueue(url: url, logger: logger)
             let version = try await queue.migrateOnce()
             print(
                 version.from == version.to
                     ? "\(queue.displayURL): schema version \(version.to); nothing to do"
                     : "\(queue.displayURL): schema version \(version.to) (was \(version.from))")
+            #else
+            _ = logger
+            printError("error: \(ConfigurationError.postgresNotBuilt)")
+            throw ExitCode(2)
+            #endif
         } catch let error as StoreError {
             printError("error: \(error.description)")
             throw ExitCode(2)

@@ -396,7 +396,7 @@ struct ServeCommand: AsyncParsableCommand {
             switch argument {
             case "sqlite": self = .sqlite
             case "memory": self = .memory
-            case let url where PostgresTaskQueue.isURL(url): self = .postgres(url)
+            case let url where HostConfiguration.StoreKind.isPostgresURL(url): self = .postgres(url)
             default: return nil
             }
         }

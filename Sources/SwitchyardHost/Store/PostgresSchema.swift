@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Logging
 import PostgresNIO
 import SwitchyardCore
@@ -180,3 +181,4 @@ struct PostgresSchema: Sendable {
         }
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if PostgreSQL
 import Foundation
 import Logging
 import NIOCore
@@ -45,10 +46,7 @@ public final class PostgresTaskQueue: Sendable {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
-    /// `postgres://` or `postgresql://` URLs, as libpq writes them.
-    public static func isURL(_ text: String) -> Bool {
-        text.hasPrefix("postgres://") || text.hasPrefix("postgresql://")
-    }
+    public static func isURL(_ text: String) -> Bool { HostConfiguration.StoreKind.isPostgresURL(text) }
 
     static func configuration(
         parsing url: String
@@ -707,3 +705,4 @@ public final class PostgresTaskQueue: Sendable {
         return (record, owner)
     }
 }
+#endif
