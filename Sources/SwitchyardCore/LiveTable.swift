@@ -17,23 +17,39 @@ struct LiveTable<Value> {
     static var pageShift: Int { 10 }
     static var pageSize: Int { 1 << pageShift }
 
-    fileprivate struct Page {
-        var slots: ContiguousArray<Value?>
+    /// A page's slots, in storage of its own so that a read borrows a slot in
+    /// place: an array's subscript is a getter, so `_read` through
+    /// `slots[slot]` still copied the value out (a retain and a release of each
+    /// of its references per read; `LiveTask`'s copy and destroy were about 5%
+    /// of the host's samples in workload a1 with array pages). Copies of the
+    /// table share pages until one of them writes (`uniquePage`), as arrays
+    /// share their buffers.
+    fileprivate final class Page {
+        let slots: UnsafeMutablePointer<Value?>
         var count = 0
-        init() { slots = ContiguousArray(repeating: nil, count: LiveTable.pageSize) }
-        /// A page emptied or moved to `overflow`. Pages are not optional:
-        /// reading a value through `pages[page]` copies it out (loads it to
-        /// switch on the optional), while `pages[page].slots[slot]` borrows it.
-        private init(retired: Void) { slots = [] }
-        static var retired: Page { Page(retired: ()) }
-        var isRetired: Bool { slots.isEmpty }
-        /// Whether `slot` holds a value. Not `slots[slot] == nil` through a getter:
-        /// that copies the value out (a retain and a release of each of its references).
+
+        init() {
+            slots = .allocate(capacity: LiveTable.pageSize)
+            slots.initialize(repeating: nil, count: LiveTable.pageSize)
+        }
+
+        init(copying other: Page) {
+            slots = .allocate(capacity: LiveTable.pageSize)
+            slots.initialize(from: other.slots, count: LiveTable.pageSize)
+            count = other.count
+        }
+
+        deinit {
+            slots.deinitialize(count: LiveTable.pageSize)
+            slots.deallocate()
+        }
+
+        /// Whether `slot` holds a value, read in place.
         func holds(_ slot: Int) -> Bool { slots[slot] != nil }
     }
 
-    /// Pages `basePage`, `basePage + 1`, ...; `.retired` once emptied or moved to `overflow`.
-    private var pages: [Page] = []
+    /// Pages `basePage`, `basePage + 1`, ...; nil once emptied or moved to `overflow`.
+    private var pages: [Page?] = []
     private var basePage: UInt64 = 0
     private var overflow: [TaskID: Value] = [:]
     private(set) var count = 0
@@ -44,26 +60,35 @@ struct LiveTable<Value> {
         let number = id >> UInt64(Self.pageShift)
         guard number >= basePage, number - basePage < UInt64(pages.count) else { return nil }
         let page = Int(number - basePage)
-        guard !pages[page].isRetired else { return nil }
+        guard pages[page] != nil else { return nil }
         return (page, Int(id & UInt64(Self.pageSize - 1)))
+    }
+
+    /// The page, copied first if another copy of the table shares it.
+    private mutating func uniquePage(_ page: Int) -> Page {
+        if !isKnownUniquelyReferenced(&pages[page]) {
+            pages[page] = Page(copying: pages[page]!)
+        }
+        return pages[page]!
     }
 
     subscript(id: TaskID) -> Value? {
         // `_read`, not `get`: `live[id]?.handler` and `live[id] != nil` borrow the
         // value in place instead of copying it out.
         _read {
-            if let (page, slot) = location(id), pages[page].holds(slot) {
-                yield pages[page].slots[slot]
+            if let (page, slot) = location(id), let storage = pages[page], storage.holds(slot) {
+                yield storage.slots[slot]
             } else {
                 yield overflow.isEmpty ? nil : overflow[id]
             }
         }
         _modify {
             // A restored id can share a page with fresh ones and still live in `overflow`.
-            if let (page, slot) = location(id), pages[page].holds(slot) || overflow.isEmpty || overflow[id] == nil {
-                let was = pages[page].holds(slot)
-                yield &pages[page].slots[slot]
-                let now = pages[page].holds(slot)
+            if let (page, slot) = location(id), pages[page]!.holds(slot) || overflow.isEmpty || overflow[id] == nil {
+                let storage = uniquePage(page)
+                let was = storage.holds(slot)
+                yield &storage.slots[slot]
+                let now = storage.holds(slot)
                 if was != now { counted(page: page, added: now) }
             } else {
                 let was = overflow[id] != nil
@@ -93,11 +118,11 @@ struct LiveTable<Value> {
         }
         let page = Int(number - basePage)
         let slot = Int(id & UInt64(Self.pageSize - 1))
-        guard !pages[page].isRetired, !pages[page].holds(slot) else {
+        guard pages[page] != nil, !pages[page]!.holds(slot) else {
             self[id] = value  // its page moved to overflow while sparse (or it is there already)
             return
         }
-        pages[page].slots[slot] = value
+        uniquePage(page).slots[slot] = value
         counted(page: page, added: true)
     }
 
@@ -109,34 +134,35 @@ struct LiveTable<Value> {
         return taken
     }
 
+    /// After a slot of `page` filled or emptied (the page is already unique).
     private mutating func counted(page: Int, added: Bool) {
         count += added ? 1 : -1
-        pages[page].count += added ? 1 : -1
+        let storage = pages[page]!
+        storage.count += added ? 1 : -1
         guard !added, page != pages.count - 1 else { return }
-        let live = pages[page].count
-        if live == 0 {
-            pages[page] = .retired
+        if storage.count == 0 {
+            pages[page] = nil
             trimFront()
-        } else if live < Self.pageSize / 4 {
+        } else if storage.count < Self.pageSize / 4 {
             // Mostly finished: move the stragglers out so they don't pin the page.
             let first = (basePage + UInt64(page)) << UInt64(Self.pageShift)
-            for (slot, value) in pages[page].slots.enumerated() {
-                if let value { overflow[first + UInt64(slot)] = value }
+            for slot in 0..<Self.pageSize {
+                if let value = storage.slots[slot] { overflow[first + UInt64(slot)] = value }
             }
-            pages[page] = .retired
+            pages[page] = nil
             trimFront()
         }
     }
 
     /// Before a new page is added: the newest page, if it already emptied, goes.
     private mutating func retireNewestIfEmpty() {
-        guard let last = pages.indices.last, !pages[last].isRetired, pages[last].count == 0 else { return }
-        pages[last] = .retired
+        guard let last = pages.indices.last, let storage = pages[last], storage.count == 0 else { return }
+        pages[last] = nil
         trimFront()
     }
 
     private mutating func trimFront() {
-        let empty = pages.prefix { $0.isRetired }.count
+        let empty = pages.prefix { $0 == nil }.count
         guard empty > 0 else { return }
         pages.removeFirst(empty)
         basePage += UInt64(empty)
@@ -145,7 +171,7 @@ struct LiveTable<Value> {
 
 extension LiveTable: Sequence {
     struct Iterator: IteratorProtocol {
-        fileprivate var pages: [Page]
+        fileprivate var pages: [Page?]
         fileprivate var basePage: UInt64
         fileprivate var page = 0
         fileprivate var slot = 0
@@ -153,8 +179,7 @@ extension LiveTable: Sequence {
 
         mutating func next() -> (key: TaskID, value: Value)? {
             while page < pages.count {
-                let current = pages[page]
-                guard !current.isRetired else {
+                guard let current = pages[page] else {
                     page += 1
                     continue
                 }

@@ -101,6 +101,29 @@ struct LiveTableTests {
         #expect(Set(table.map(\.key)) == [3, 1000, 1023, 1024])
     }
 
+    @Test func aCopyIsIndependentOfTheOriginal() {
+        // Pages are objects shared between copies until one writes: every kind of write
+        // (insert, update in place, remove, a page emptied) must leave the other copy as it was.
+        var original = LiveTable<Int>()
+        let total = TaskID(LiveTable<Int>.pageSize * 3)
+        for id in 1...total { original.insert(Int(id), id: id) }
+        var model: [TaskID: Int] = [:]
+        for id in 1...total { model[id] = Int(id) }
+        var copy = original
+        copy.insert(-1, id: total + 1)
+        copy[5]! += 100
+        copy[6] = nil
+        for id in 1...TaskID(LiveTable<Int>.pageSize) { copy.removeValue(forKey: id) }
+        expectSame(original, model, 1...total + 1)
+        var copyModel = model
+        copyModel[total + 1] = -1
+        for id in 1...TaskID(LiveTable<Int>.pageSize) { copyModel[id] = nil }
+        expectSame(copy, copyModel, 1...total + 1)
+        // And the other way round: the original writes while the copy keeps its own values.
+        original[total]! = 0
+        #expect(copy[total] == Int(total) && original[total] == 0)
+    }
+
     @Test func aQueuedTaskIsSmall() {
         // Workload (f) of the peers benchmark holds a million of these.
         #expect(MemoryLayout<TaskRecord>.stride <= 112)
