@@ -415,6 +415,9 @@ def measure_submit_drain(env, system, w, drain=True):
     submit = dict(throughput=result["throughput"], p50_us=result.get("p50_us"), p99_us=result.get("p99_us"),
                   cpu_s=cpu1 - cpu0, **memory_figures(system))
     submit["rss_mib"] = memory_kib(system.server.pid, "VmRSS") / 1024
+    # The resident memory that is not mapped files (the program and its shared libraries, shared with
+    # other processes that map them): the heap that holds the queue. Nothing drains, so the end is the peak.
+    submit["anon_mib"] = memory_kib(system.server.pid, "RssAnon") / 1024
     submit["bytes_per_task"] = (memory_kib(system.server.pid, "VmHWM") - rss0) * 1024 / w["tasks"]
     if not drain:
         return [submit]
@@ -687,6 +690,9 @@ def main():
     if per_task:
         print("(f) server memory growth per queued task (VmHWM growth / tasks): " +
               ", ".join(f"{name} {value:,.0f} B" for name, value in per_task if value is not None))
+        anon = [(r["system"], median([m.get("anon_mib") for m in r["runs"]])) for r in rows if r["workload"] == "f"]
+        print("(f) server anonymous memory at the end (RssAnon: VmRSS less the mapped program and library files): " +
+              ", ".join(f"{name} {value:,.1f} MiB" for name, value in anon if value is not None))
     print(f"\n# {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.2f} at the end")
     if args.results:
         with open(args.results, "w") as f:
