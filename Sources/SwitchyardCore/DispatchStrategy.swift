@@ -33,6 +33,9 @@ public enum StrategyEvent: Sendable, Hashable {
     case workerDraining(slot: Int)
     /// The worker in `slot` is gone.
     case workerLeft(slot: Int)
+    /// The worker in `slot` may now hold `window` tasks at once (its tasks got
+    /// shorter or longer: `SchedulerConfiguration.maxPrefetch`).
+    case windowChanged(slot: Int, window: Int)
 }
 
 /// Chooses the worker for each task. Strategies run on the dispatch path for

@@ -76,7 +76,17 @@ public struct RetryPolicy: Sendable, Hashable {
 /// Scheduler settings.
 public struct SchedulerConfiguration: Sendable {
     /// Tasks each worker may hold at once, so its socket never idles (default 16).
+    /// With `maxPrefetch` above it, the least a worker's window holds.
     public var prefetch: Int
+    /// The most a worker's window grows to when its tasks are short (default
+    /// `prefetch`: no growth). A window holds about `windowBudgetNanos` of the
+    /// worker's measured work (`WorkerSlot.serviceNanosAverage`), rounded down
+    /// to a power of two, and never fewer than `prefetch` tasks.
+    public var maxPrefetch: Int
+    /// How much work a grown window holds, in ns (default 5 ms): about the
+    /// longest a task placed on a worker waits behind the tasks sent there
+    /// before it, beyond `prefetch` of them.
+    public var windowBudgetNanos: UInt64
     /// Attempts a task gets when its submit names none (default 2: one retry).
     public var defaultMaxAttempts: UInt32
     /// Per-attempt time limit when a submit names none, in ms; 0 for none.
@@ -106,10 +116,13 @@ public struct SchedulerConfiguration: Sendable {
         prefetch: Int = 16, defaultMaxAttempts: UInt32 = 2, defaultTimeoutMillis: UInt32 = 0,
         maxQueue: Int = 10_000_000, retry: RetryPolicy = .init(), agingMillis: Int64 = 10_000,
         retainFinished: Int = 10_000, keepFinishedMillis: Int64 = 86_400_000, recordChanges: Bool = false,
-        maxStrategyFaults: UInt64 = 100, holdLookahead: Int = 64
+        maxStrategyFaults: UInt64 = 100, holdLookahead: Int = 64, maxPrefetch: Int? = nil,
+        windowBudgetNanos: UInt64 = 5_000_000
     ) {
         self.holdLookahead = holdLookahead
         self.prefetch = prefetch
+        self.maxPrefetch = max(prefetch, maxPrefetch ?? prefetch)
+        self.windowBudgetNanos = windowBudgetNanos
         self.defaultMaxAttempts = defaultMaxAttempts
         self.defaultTimeoutMillis = defaultTimeoutMillis
         self.maxQueue = maxQueue
@@ -294,6 +307,7 @@ public struct Scheduler<Waiter> {
         workers[slot].localHandlerIndex = map
         workers[slot].state = .ready
         workers[slot].serviceNanosAverage = 0
+        workers[slot].window = configuration.prefetch  // a new process: measured afresh
         tell(.workerJoined(slot: slot, handlers: handlers))
     }
 
@@ -522,6 +536,7 @@ public struct Scheduler<Waiter> {
         let average = workers[slot].serviceNanosAverage
         // An exponentially weighted average over about the last eight tasks.
         workers[slot].serviceNanosAverage = average == 0 ? service : average - average / 8 + service / 8
+        if configuration.maxPrefetch > configuration.prefetch { resizeWindow(slot) }
         guard let handler = live[id]?.handler else {
             // Its slot is free again all the same: strategies must hear of it.
             tell(.finished(slot: slot, handler: -1, task: id, serviceNanos: service))
@@ -544,6 +559,25 @@ public struct Scheduler<Waiter> {
             let message = body.getString(at: body.readerIndex, length: body.readableBytes) ?? ""
             return failAttempt(id, code: .badArguments, message: message, retryable: false, now: now)
         }
+    }
+
+    /// Sizes the worker's window to hold about `windowBudgetNanos` of its work.
+    /// Short tasks need deep windows: each wake-up of a worker (a system call
+    /// and, on another core, an interrupt) is then spread over many tasks. On
+    /// 2 cores, echo with 1,000 in flight went from 77,000-92,000 tasks/s at a
+    /// fixed 16 to 129,000-192,000 at 256. Long tasks keep `prefetch`, so what
+    /// waits behind them on a worker (and misses later, higher-priority work)
+    /// is bounded by time, not only by count. Powers of two, so the window
+    /// moves only when the average crosses one, not at every completion.
+    private mutating func resizeWindow(_ slot: Int) {
+        let average = workers[slot].serviceNanosAverage
+        guard average > 0 else { return }
+        let fits = configuration.windowBudgetNanos / average
+        var window = configuration.prefetch
+        while window * 2 <= configuration.maxPrefetch && UInt64(window * 2) <= fits { window *= 2 }
+        guard window != workers[slot].window else { return }
+        workers[slot].window = window
+        tell(.windowChanged(slot: slot, window: window))
     }
 
     /// Cancels a task: at once when it waits, at the end of its attempt when it runs.

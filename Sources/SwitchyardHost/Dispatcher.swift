@@ -204,7 +204,8 @@ final class Dispatcher: @unchecked Sendable {
                 retainFinished: configuration.retainFinished,
                 keepFinishedMillis: configuration.keepResults.nanoseconds / 1_000_000,
                 recordChanges: configuration.store != .memory,
-                maxStrategyFaults: configuration.strategyFaultLimit))
+                maxStrategyFaults: configuration.strategyFaultLimit,
+                maxPrefetch: configuration.store.isShared ? configuration.prefetch : configuration.effectiveMaxPrefetch))
         self.stopped = loop.makePromise()
     }
 

@@ -25,7 +25,19 @@ public struct HostConfiguration: Sendable {
     public var maxFrameSize: Int
     /// Tasks each worker may hold at once (default 16): enough that a worker's
     /// socket never idles, few enough that a slow task delays little behind it.
+    /// The least a worker's window holds when `maxPrefetch` is above it.
     public var prefetch: Int
+    /// The most a worker's window grows to when its tasks are short: it holds
+    /// about 5 ms of the worker's measured work, never fewer than `prefetch`
+    /// tasks. nil (the default): 256 while `prefetch` is at its default 16, else
+    /// `prefetch`, so a window set by hand stays as set. Equal to `prefetch`
+    /// turns growth off. With the PostgreSQL store windows do not grow: a host
+    /// claims tasks for its free window, and deep windows would let one host
+    /// take work others could run.
+    public var maxPrefetch: Int?
+
+    /// `maxPrefetch`, or what nil stands for.
+    public var effectiveMaxPrefetch: Int { maxPrefetch ?? (prefetch == 16 ? 256 : prefetch) }
     /// Attempts per task when the submit names none (default 2: one retry after a crash).
     public var defaultMaxAttempts: UInt32
     /// Finished tasks whose record and result stay queryable (default 10,000).
@@ -164,6 +176,12 @@ public struct HostConfiguration: Sendable {
             #else
             false
             #endif
+        }
+
+        /// Whether other hosts share the queue (PostgreSQL).
+        var isShared: Bool {
+            if case .postgres = self { return true }
+            return false
         }
     }
 

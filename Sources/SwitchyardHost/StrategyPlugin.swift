@@ -361,6 +361,8 @@ public final class StrategyInstance {
         case .workerLeft(let slot):
             raw.kind = UInt32(SWY_EVENT_WORKER_LEFT.rawValue)
             raw.worker = UInt32(clamping: slot)
+        case .windowChanged:
+            return  // the plugin reads the window from its worker view, which `apply` updated
         }
         observe(state, &raw)
     }
@@ -597,6 +599,9 @@ public final class WorkerViewTable {
             views[slot].state = WorkerViewState.absent.rawValue
             views[slot].in_flight = 0
             setHandlers(slot: slot, EmptyCollection())
+        case .windowChanged(let slot, let window):
+            guard slot >= 0 && slot < count else { return }
+            setWindow(slot: slot, window)
         }
     }
 

@@ -102,8 +102,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("config"), help: "A key=value pair plugins read with config_get (repeatable).")
     var config: [String] = []
 
-    @Option(help: "Tasks each worker may hold at once.")
+    @Option(help: "Tasks each worker may hold at once; with --max-prefetch above it, the least.")
     var prefetch: Int = 16
+
+    @Option(help: "The most tasks a worker's window grows to when its tasks are short: it holds about 5 ms of the worker's work. Default 256 with the default --prefetch, else --prefetch (no growth). Not with a postgres:// store.")
+    var maxPrefetch: Int?
 
     @Option(help: "Attempts per task when a submit names none (crashes and retryable errors are retried).")
     var maxAttempts: UInt32 = 2
@@ -196,6 +199,9 @@ struct ServeCommand: AsyncParsableCommand {
         do { _ = try HostPort(parsing: listen) } catch { throw ValidationError("--listen: \(error)") }
         guard (1...1024).contains(workers ?? System.coreCount) else { throw ValidationError("--workers must be from 1 to 1024") }
         guard (1...4096).contains(prefetch) else { throw ValidationError("--prefetch must be from 1 to 4096") }
+        if let maxPrefetch, !(prefetch...4096).contains(maxPrefetch) {
+            throw ValidationError("--max-prefetch must be from --prefetch (\(prefetch)) to 4096, not \(maxPrefetch)")
+        }
         guard WireProtocol.maxAttemptsRange.contains(maxAttempts) else {
             throw ValidationError("--max-attempts must be from 1 to 100")
         }
@@ -317,6 +323,7 @@ struct ServeCommand: AsyncParsableCommand {
             keepResults: .milliseconds(try millis(keepResults)))
         var withStrategies = configuration
         withStrategies.strategyFaultLimit = strategyFaultLimit
+        withStrategies.maxPrefetch = maxPrefetch
         withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
         withStrategies.watchPlugins = watch
         withStrategies.allowInsecurePlugins = allowInsecurePlugins
