@@ -185,7 +185,7 @@ public struct Scheduler<Waiter> {
         var handler: HandlerID { HandlerID(handlerIndex) }
 
         /// What a strategy sees of the task's next attempt. A method, so
-        /// `live[id]!.candidate(id:)` reads the fields in one borrowed access.
+        /// `live[id]?.candidate(id:)` reads the fields in one borrowed access.
         func candidate(id: TaskID) -> DispatchCandidate {
             DispatchCandidate(
                 taskID: id, handler: handler, priority: record.priority, attempt: record.attempts + 1,
@@ -478,7 +478,7 @@ public struct Scheduler<Waiter> {
     /// Asks the task's strategy for a worker; a faulty answer is counted and
     /// replaced by round-robin. Nil: the strategy holds it, or nobody has room.
     private mutating func place(_ id: TaskID, handler: HandlerID) -> Int? {
-        let candidate = live[id]!.candidate(id: id)
+        guard let candidate = live[id]?.candidate(id: id) else { return nil }
         let scope: StrategyScope = handlerStrategies[handler] == nil ? .default : .handler(handler)
         var chosen: Int?
         switch scope {
@@ -509,7 +509,7 @@ public struct Scheduler<Waiter> {
         let (attempt, priority, payload) = live[id]!.record.markRunning(now: now)
         if workers[slot].inFlight.isEmpty { workers[slot].busySinceNanos = nanos }
         workers[slot].inFlight.append(id)
-        changes.update(live[id]!.record)
+        if changes.enabled { changes.update(live[id]!.record) }  // no record copy for the memory store
         tell(.dispatched(slot: slot, handler: handler, task: id))
         return .dispatch(
             Dispatch(
@@ -543,7 +543,7 @@ public struct Scheduler<Waiter> {
             return nil
         }
         tell(.finished(slot: slot, handler: handler, task: id, serviceNanos: service))
-        if live[id]!.cancelRequested {
+        if live[id]?.cancelRequested == true {
             return finish(id, state: .cancelled, code: .cancelled, message: cancelMessage(id), now: now)
         }
         switch status {
