@@ -18,10 +18,14 @@ public struct ServerStatus: Codable, Sendable, Hashable {
         public var serviceNanosAverage: UInt64?
         /// The plugin generation this worker loaded (see `ReloadReport.generation`).
         public var pluginGeneration: Int?
+        /// How many tasks it may hold at once now: `--prefetch`, grown up to
+        /// `--max-prefetch` while its tasks are short. Nil from servers before it.
+        public var window: Int?
         public init(
             id: Int, pid: Int32, generation: Int, state: String, tasksDone: UInt64, inFlight: Int, handlers: [String],
-            serviceNanosAverage: UInt64? = nil, pluginGeneration: Int? = nil
+            serviceNanosAverage: UInt64? = nil, pluginGeneration: Int? = nil, window: Int? = nil
         ) {
+            self.window = window
             self.serviceNanosAverage = serviceNanosAverage
             self.pluginGeneration = pluginGeneration
             self.id = id

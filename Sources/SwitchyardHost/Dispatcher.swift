@@ -1596,7 +1596,7 @@ final class Dispatcher: @unchecked Sendable {
                     tasksDone: slotState.tasksDone, inFlight: slotState.inFlight.count,
                     handlers: worker.handlerNames,
                     serviceNanosAverage: slotState.serviceNanosAverage == 0 ? nil : slotState.serviceNanosAverage,
-                    pluginGeneration: worker.pluginGeneration))
+                    pluginGeneration: worker.pluginGeneration, window: slotState.window))
         }
         let uptime = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
         var status = ServerStatus(

@@ -72,12 +72,13 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print("\nworkers:")
         print(
-            pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("AVG TIME", 11)
-                + "HANDLERS")
+            pad("ID", 4) + pad("PID", 9) + pad("STATE", 10) + pad("DONE", 12) + pad("IN FLIGHT", 10) + pad("WINDOW", 8)
+                + pad("AVG TIME", 11) + "HANDLERS")
         for worker in status.workers {
             print(
                 pad("\(worker.id)", 4) + pad("\(worker.pid)", 9) + pad(worker.state, 10) + pad("\(worker.tasksDone)", 12)
-                    + pad("\(worker.inFlight)", 10) + pad(worker.serviceNanosAverage.map(formatNanos) ?? "-", 11)
+                    + pad("\(worker.inFlight)", 10) + pad(worker.window.map { "\($0)" } ?? "-", 8)
+                    + pad(worker.serviceNanosAverage.map(formatNanos) ?? "-", 11)
                     + "\(worker.handlers.count)")
         }
         print("\nhandlers:")

@@ -154,7 +154,7 @@ final class ServerProcess: Sendable {
                 var reported = false
                 // SWITCHYARD_TEST_LOG_DIR=DIR keeps each server's log in DIR/PID.log, for post-mortems.
                 let keep = ProcessInfo.processInfo.environment["SWITCHYARD_TEST_LOG_DIR"].flatMap {
-                    FileManager.default.createFile(atPath: "\($0)/\(pid).log", contents: nil)
+                    _ = FileManager.default.createFile(atPath: "\($0)/\(pid).log", contents: nil)
                     return FileHandle(forWritingAtPath: "\($0)/\(pid).log")
                 }
                 for try await line in execution.standardError.strings() {
