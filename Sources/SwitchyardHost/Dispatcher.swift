@@ -205,7 +205,8 @@ final class Dispatcher: @unchecked Sendable {
                 keepFinishedMillis: configuration.keepResults.nanoseconds / 1_000_000,
                 recordChanges: configuration.store != .memory,
                 maxStrategyFaults: configuration.strategyFaultLimit,
-                maxPrefetch: configuration.store.isShared ? configuration.prefetch : configuration.effectiveMaxPrefetch))
+                maxPrefetch: configuration.store.isShared ? configuration.prefetch : configuration.effectiveMaxPrefetch,
+                windowBudgetNanos: UInt64(max(0, configuration.windowBudget.nanoseconds))))
         self.stopped = loop.makePromise()
     }
 

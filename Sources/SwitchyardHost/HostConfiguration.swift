@@ -36,6 +36,11 @@ public struct HostConfiguration: Sendable {
     /// take work others could run.
     public var maxPrefetch: Int?
 
+    /// How much of a worker's measured work a grown window holds (default 5 ms):
+    /// about the longest a task sent to a worker waits there behind the tasks
+    /// sent before it, beyond `prefetch` of them.
+    public var windowBudget: TimeAmount = .milliseconds(5)
+
     /// `maxPrefetch`, or what nil stands for.
     public var effectiveMaxPrefetch: Int { maxPrefetch ?? (prefetch == 16 ? 256 : prefetch) }
     /// Attempts per task when the submit names none (default 2: one retry after a crash).

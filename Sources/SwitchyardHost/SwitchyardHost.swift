@@ -56,6 +56,9 @@ public final class SwitchyardHost: Service, Sendable {
         guard configuration.prefetch >= 1 && configuration.prefetch <= 4096 else {
             throw ConfigurationError("prefetch must be between 1 and 4096, not \(configuration.prefetch)")
         }
+        guard configuration.windowBudget.nanoseconds > 0 else {
+            throw ConfigurationError("windowBudget must be above 0, not \(configuration.windowBudget)")
+        }
         if let most = configuration.maxPrefetch, most < configuration.prefetch || most > 4096 {
             throw ConfigurationError("maxPrefetch must be between prefetch (\(configuration.prefetch)) and 4096, not \(most)")
         }

@@ -34,7 +34,7 @@ struct ServeConfigFile {
         "listen": .value, "workers": .value, "plugins": .value, "watch": .flag, "data-dir": .value, "store": .value,
         "sync": .value, "max-queue": .value, "default-timeout": .value, "retry-base": .value,
         "retry-max": .value, "retry-jitter": .value, "aging": .value, "keep-results": .value,
-        "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-prefetch": .value, "max-attempts": .value,
+        "strategy": .list, "strategy-fault-limit": .value, "drain-timeout": .value, "config": .keyValues, "prefetch": .value, "max-prefetch": .value, "window-budget": .value, "max-attempts": .value,
         "max-frame-size": .value, "shutdown-timeout": .value, "log-level": .value,
         "allow-insecure-plugins": .flag, "worker-memory": .value, "worker-cpu": .value, "worker-env": .list,
         "auth": .value, "auth-max-failures": .value, "auth-penalty": .value, "insecure": .flag,

@@ -108,6 +108,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The most tasks a worker's window grows to when its tasks are short: it holds about 5 ms of the worker's work. Default 256 with the default --prefetch, else --prefetch (no growth). Not with a postgres:// store.")
     var maxPrefetch: Int?
 
+    @Option(help: "How much of a worker's measured work a grown window holds: about the longest a task waits on a worker behind the tasks sent there before it.")
+    var windowBudget: String = "5ms"
+
     @Option(help: "Attempts per task when a submit names none (crashes and retryable errors are retried).")
     var maxAttempts: UInt32 = 2
 
@@ -324,6 +327,9 @@ struct ServeCommand: AsyncParsableCommand {
         var withStrategies = configuration
         withStrategies.strategyFaultLimit = strategyFaultLimit
         withStrategies.maxPrefetch = maxPrefetch
+        let budget = try millis(windowBudget)
+        guard budget > 0 else { throw ValidationError("--window-budget must be above 0, such as 5ms, not \(windowBudget)") }
+        withStrategies.windowBudget = .milliseconds(budget)
         withStrategies.drainTimeout = .milliseconds(try millis(drainTimeout))
         withStrategies.watchPlugins = watch
         withStrategies.allowInsecurePlugins = allowInsecurePlugins
