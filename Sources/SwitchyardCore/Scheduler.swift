@@ -185,7 +185,7 @@ public struct Scheduler<Waiter> {
         var handler: HandlerID { HandlerID(handlerIndex) }
 
         /// What a strategy sees of the task's next attempt. A method, so
-        /// `live[id]?.candidate(id:)` reads the fields in one borrowed access.
+        /// `live[id]!.candidate(id:)` reads the fields in one borrowed access.
         func candidate(id: TaskID) -> DispatchCandidate {
             DispatchCandidate(
                 taskID: id, handler: handler, priority: record.priority, attempt: record.attempts + 1,
@@ -478,7 +478,7 @@ public struct Scheduler<Waiter> {
     /// Asks the task's strategy for a worker; a faulty answer is counted and
     /// replaced by round-robin. Nil: the strategy holds it, or nobody has room.
     private mutating func place(_ id: TaskID, handler: HandlerID) -> Int? {
-        guard let candidate = live[id]?.candidate(id: id) else { return nil }
+        let candidate = live[id]!.candidate(id: id)
         let scope: StrategyScope = handlerStrategies[handler] == nil ? .default : .handler(handler)
         var chosen: Int?
         switch scope {

@@ -28,8 +28,9 @@ public struct HostConfiguration: Sendable {
     /// The least a worker's window holds when `maxPrefetch` is above it.
     public var prefetch: Int
     /// The most a worker's window grows to when its tasks are short: it holds
-    /// about 5 ms of the worker's measured work, never fewer than `prefetch`
-    /// tasks. nil (the default): 256 while `prefetch` is at its default 16, else
+    /// about `windowBudget` of the worker's measured work, never fewer than
+    /// `prefetch` tasks. nil (the default): 256 while `prefetch` is at its
+    /// default (`defaultPrefetch`, 16), else
     /// `prefetch`, so a window set by hand stays as set. Equal to `prefetch`
     /// turns growth off. With the PostgreSQL store windows do not grow: a host
     /// claims tasks for its free window, and deep windows would let one host
@@ -42,7 +43,10 @@ public struct HostConfiguration: Sendable {
     public var windowBudget: TimeAmount = .milliseconds(5)
 
     /// `maxPrefetch`, or what nil stands for.
-    public var effectiveMaxPrefetch: Int { maxPrefetch ?? (prefetch == 16 ? 256 : prefetch) }
+    public var effectiveMaxPrefetch: Int { maxPrefetch ?? (prefetch == Self.defaultPrefetch ? 256 : prefetch) }
+
+    /// `prefetch` when none is given: the value `effectiveMaxPrefetch` takes for "not set by hand".
+    public static let defaultPrefetch = 16
     /// Attempts per task when the submit names none (default 2: one retry after a crash).
     public var defaultMaxAttempts: UInt32
     /// Finished tasks whose record and result stay queryable (default 10,000).
@@ -174,15 +178,6 @@ public struct HostConfiguration: Sendable {
             text.hasPrefix("postgres://") || text.hasPrefix("postgresql://")
         }
 
-        /// Whether this build has the PostgreSQL shared queue (the `PostgreSQL` package trait, on by default).
-        public static var postgresBuilt: Bool {
-            #if PostgreSQL
-            true
-            #else
-            false
-            #endif
-        }
-
         /// Whether other hosts share the queue (PostgreSQL).
         var isShared: Bool {
             if case .postgres = self { return true }
@@ -207,7 +202,7 @@ public struct HostConfiguration: Sendable {
         workerExecutable: String? = nil,
         pluginConfig: [String: String] = [:],
         maxFrameSize: Int = 16 * 1024 * 1024,
-        prefetch: Int = 16,
+        prefetch: Int = HostConfiguration.defaultPrefetch,
         defaultMaxAttempts: UInt32 = 2,
         retainFinished: Int = 10_000,
         shutdownTimeout: TimeAmount = .seconds(30),

@@ -63,7 +63,6 @@ public final class SwitchyardHost: Service, Sendable {
             throw ConfigurationError("maxPrefetch must be between prefetch (\(configuration.prefetch)) and 4096, not \(most)")
         }
         if case .postgres = configuration.store {
-            guard HostConfiguration.StoreKind.postgresBuilt else { throw ConfigurationError.postgresNotBuilt }
             let lease = configuration.leaseDuration.nanoseconds, beat = configuration.heartbeatInterval.nanoseconds
             guard beat > 0, configuration.pollInterval.nanoseconds > 0, lease >= 2 * beat else {
                 throw ConfigurationError(

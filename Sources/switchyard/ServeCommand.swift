@@ -103,9 +103,9 @@ struct ServeCommand: AsyncParsableCommand {
     var config: [String] = []
 
     @Option(help: "Tasks each worker may hold at once; with --max-prefetch above it, the least.")
-    var prefetch: Int = 16
+    var prefetch: Int = HostConfiguration.defaultPrefetch
 
-    @Option(help: "The most tasks a worker's window grows to when its tasks are short: it holds about 5 ms of the worker's work. Default 256 with the default --prefetch, else --prefetch (no growth). Not with a postgres:// store.")
+    @Option(help: "The most tasks a worker's window grows to when its tasks are short: it holds about --window-budget of the worker's work. Default 256 with the default --prefetch, else --prefetch (no growth). Not with a postgres:// store.")
     var maxPrefetch: Int?
 
     @Option(help: "How much of a worker's measured work a grown window holds: about the longest a task waits on a worker behind the tasks sent there before it.")

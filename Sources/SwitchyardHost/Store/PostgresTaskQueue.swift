@@ -46,8 +46,6 @@ public final class PostgresTaskQueue: Sendable {
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
-    public static func isURL(_ text: String) -> Bool { HostConfiguration.StoreKind.isPostgresURL(text) }
-
     static func configuration(
         parsing url: String
     ) throws -> (PostgresClient.Configuration, PostgresConnection.Configuration, String) {
@@ -56,7 +54,7 @@ public final class PostgresTaskQueue: Sendable {
                 "--store \(url.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression)): \(why); "
                     + "write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]")
         }
-        guard isURL(url), let components = URLComponents(string: url) else { throw bad("not a PostgreSQL URL") }
+        guard HostConfiguration.StoreKind.isPostgresURL(url), let components = URLComponents(string: url) else { throw bad("not a PostgreSQL URL") }
         guard let host = components.host, !host.isEmpty else { throw bad("no host") }
         guard let user = components.user, !user.isEmpty else { throw bad("no user") }
         let database = String(components.path.drop { $0 == "/" })
